@@ -1,0 +1,216 @@
+//! Messages on the wire: reading one input line into a [`Message`] and writing outgoing lines.
+//!
+//! A line is parsed once: the envelope and the body's header fields (`type`, `msg_id`,
+//! `in_reply_to`) are read without building a JSON tree, and the body's raw text is kept for
+//! the handler's own deserialiser (spec R6.4).
+
+use crate::Error;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
+/// One message received by the node: envelope, header fields and the raw body.
+///
+/// ```
+/// let m = maelnode::Message::parse(br#"{"id":4,"src":"c1","dest":"n1","body":{"type":"echo","msg_id":7,"echo":"hi"}}"#).unwrap();
+/// assert_eq!((m.src(), m.dest(), m.msg_type(), m.msg_id()), ("c1", "n1", "echo", Some(7)));
+/// assert_eq!(m.body_json()["echo"], "hi");
+/// ```
+#[derive(Debug)]
+pub struct Message {
+    src: String,
+    dest: String,
+    msg_type: String,
+    msg_id: Option<u64>,
+    in_reply_to: Option<u64>,
+    body: Box<RawValue>,
+    json: OnceLock<Map<String, Value>>,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    src: String,
+    dest: String,
+    #[serde(borrow)]
+    body: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct Header<'a> {
+    #[serde(rename = "type", borrow, default)]
+    msg_type: Option<Cow<'a, str>>,
+    #[serde(default)]
+    msg_id: Option<u64>,
+    #[serde(default)]
+    in_reply_to: Option<u64>,
+}
+
+impl Message {
+    /// Parses one input line (without its newline). Extra top-level keys, such as the `id` the
+    /// runner adds, are ignored. The error names what is wrong with the line.
+    ///
+    /// ```
+    /// assert!(maelnode::Message::parse(b"not json").is_err());
+    /// assert!(maelnode::Message::parse(br#"{"src":"c1","dest":"n1","body":[1]}"#).is_err());
+    /// ```
+    pub fn parse(line: &[u8]) -> Result<Message, String> {
+        let env: Envelope = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+        if !env.body.get().starts_with('{') {
+            return Err("body is not a JSON object".into());
+        }
+        let header: Header = serde_json::from_str(env.body.get())
+            .map_err(|e| format!("body header (type, msg_id, in_reply_to): {e}"))?;
+        Ok(Message {
+            msg_type: header.msg_type.map(Cow::into_owned).unwrap_or_default(),
+            msg_id: header.msg_id,
+            in_reply_to: header.in_reply_to,
+            src: env.src,
+            dest: env.dest,
+            body: env.body.to_owned(),
+            json: OnceLock::new(),
+        })
+    }
+
+    /// The sender's id.
+    ///
+    /// ```
+    /// # let m = maelnode::Message::parse(br#"{"src":"n2","dest":"n1","body":{}}"#).unwrap();
+    /// assert_eq!(m.src(), "n2");
+    /// ```
+    pub fn src(&self) -> &str {
+        &self.src
+    }
+
+    /// The destination's id.
+    ///
+    /// ```
+    /// # let m = maelnode::Message::parse(br#"{"src":"n2","dest":"n1","body":{}}"#).unwrap();
+    /// assert_eq!(m.dest(), "n1");
+    /// ```
+    pub fn dest(&self) -> &str {
+        &self.dest
+    }
+
+    /// The body's `type`, or `""` when it has none.
+    ///
+    /// ```
+    /// # let m = maelnode::Message::parse(br#"{"src":"n2","dest":"n1","body":{}}"#).unwrap();
+    /// assert_eq!(m.msg_type(), "");
+    /// ```
+    pub fn msg_type(&self) -> &str {
+        &self.msg_type
+    }
+
+    /// The body's `msg_id`, if any.
+    ///
+    /// ```
+    /// # let m = maelnode::Message::parse(br#"{"src":"n2","dest":"n1","body":{"msg_id":3}}"#).unwrap();
+    /// assert_eq!(m.msg_id(), Some(3));
+    /// ```
+    pub fn msg_id(&self) -> Option<u64> {
+        self.msg_id
+    }
+
+    /// The body's `in_reply_to`, if any: a message that has one is a reply.
+    ///
+    /// ```
+    /// # let m = maelnode::Message::parse(br#"{"src":"n2","dest":"n1","body":{"in_reply_to":0}}"#).unwrap();
+    /// assert_eq!(m.in_reply_to(), Some(0));
+    /// ```
+    pub fn in_reply_to(&self) -> Option<u64> {
+        self.in_reply_to
+    }
+
+    /// The body's JSON text, exactly as received.
+    ///
+    /// ```
+    /// # let m = maelnode::Message::parse(br#"{"src":"n2","dest":"n1","body":{"a":1.0}}"#).unwrap();
+    /// assert_eq!(m.body_raw(), r#"{"a":1.0}"#);
+    /// ```
+    pub fn body_raw(&self) -> &str {
+        self.body.get()
+    }
+
+    /// The body as a JSON map, parsed on first use.
+    ///
+    /// ```
+    /// # let m = maelnode::Message::parse(br#"{"src":"n2","dest":"n1","body":{"a":1}}"#).unwrap();
+    /// assert_eq!(m.body_json()["a"], 1);
+    /// ```
+    pub fn body_json(&self) -> &Map<String, Value> {
+        self.json
+            .get_or_init(|| serde_json::from_str(self.body.get()).unwrap_or_default())
+    }
+
+    /// Deserialises the body into `T`. Failure is a malformed-request error (code 12) carrying
+    /// serde's message. Reserved keys (`type`, `msg_id`, `in_reply_to`) are ignored by structs
+    /// that do not name them.
+    ///
+    /// ```
+    /// #[derive(serde::Deserialize)]
+    /// struct ReadOk { value: u64 }
+    /// let m = maelnode::Message::parse(br#"{"src":"n2","dest":"n1","body":{"type":"read_ok","value":5}}"#).unwrap();
+    /// assert_eq!(m.body_as::<ReadOk>().unwrap().value, 5);
+    /// ```
+    pub fn body_as<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_str(self.body.get())
+            .map_err(|e| Error::malformed(format!("cannot decode {:?} body: {e}", self.msg_type)))
+    }
+}
+
+/// Turns any `Serialize` body into a JSON object, or explains why it is not one.
+pub(crate) fn body_map(body: impl Serialize) -> Result<Map<String, Value>, Error> {
+    match serde_json::to_value(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(other) => Err(Error::crash(format!(
+            "an outgoing message body must serialise to a JSON object, not {other}"
+        ))),
+        Err(e) => Err(Error::crash(format!("cannot serialise outgoing body: {e}"))),
+    }
+}
+
+#[derive(Serialize)]
+struct Outgoing<'a> {
+    src: &'a str,
+    dest: &'a str,
+    body: &'a Map<String, Value>,
+}
+
+/// One outgoing protocol line: compact JSON with only `src`, `dest` and `body`, plus `\n`.
+pub(crate) fn encode_line(src: &str, dest: &str, body: &Map<String, Value>) -> String {
+    let mut line = serde_json::to_string(&Outgoing { src, dest, body })
+        .expect("a JSON map always serialises");
+    line.push('\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_and_floats_survive_a_round_trip() {
+        let m = Message::parse(br#"{"src":"a","dest":"b","body":{"x":1,"y":1.0,"z":18446744073709551615}}"#)
+            .unwrap();
+        let line = encode_line("b", "a", m.body_json());
+        assert_eq!(
+            line,
+            "{\"src\":\"b\",\"dest\":\"a\",\"body\":{\"x\":1,\"y\":1.0,\"z\":18446744073709551615}}\n"
+        );
+    }
+
+    #[test]
+    fn malformed_lines_say_what_is_wrong() {
+        assert!(Message::parse(b"[1,2]").is_err());
+        assert!(Message::parse(br#"{"src":"a","body":{}}"#)
+            .unwrap_err()
+            .contains("dest"));
+        assert!(Message::parse(br#"{"src":"a","dest":"b","body":{"msg_id":"x"}}"#).is_err());
+        assert!(Message::parse(br#"{"src":"a","dest":"b","body":"hi"}"#)
+            .unwrap_err()
+            .contains("object"));
+    }
+}
