@@ -1,10 +1,10 @@
 //! What a handler works with: the node-wide [`Ctx`] (identity, state, send, RPC, timers, tasks)
 //! and the per-message [`Request`] that is answered by consuming it.
 
-use crate::message::{body_map, encode_line};
+use crate::message::{body_text, encode_line};
 use crate::{Error, HandlerResult, Message};
-use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -51,7 +51,11 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub(crate) fn new(out: mpsc::UnboundedSender<Out>, rpc_timeout: Duration, seed: Option<u64>) -> Core {
+    pub(crate) fn new(
+        out: mpsc::UnboundedSender<Out>,
+        rpc_timeout: Duration,
+        seed: Option<u64>,
+    ) -> Core {
         Core {
             ident: OnceLock::new(),
             next_msg_id: AtomicU64::new(1),
@@ -70,21 +74,37 @@ impl Core {
         self.ident.get().map_or("", |i| i.node_id.as_str())
     }
 
-    /// Stamps a fresh `msg_id` on `body` and queues the line.
-    pub(crate) fn emit(&self, dest: &str, body: Map<String, Value>, in_reply_to: Option<u64>) {
+    /// Queues `body` (a serialised JSON object) with a fresh `msg_id`, `in_reply_to` set or
+    /// removed, and `default_type` unless the body has a type.
+    pub(crate) fn emit(
+        &self,
+        dest: &str,
+        body: &str,
+        in_reply_to: Option<u64>,
+        default_type: Option<&str>,
+    ) {
         let id = self.next_msg_id.fetch_add(1, Ordering::Relaxed);
-        self.emit_as(id, dest, body, in_reply_to);
+        self.emit_as(id, dest, body, in_reply_to, default_type);
     }
 
     /// Queues `body` with the given `msg_id`.
-    fn emit_as(&self, id: u64, dest: &str, mut body: Map<String, Value>, in_reply_to: Option<u64>) {
-        body.insert("msg_id".into(), id.into());
-        match in_reply_to {
-            Some(r) => body.insert("in_reply_to".into(), r.into()),
-            None => body.remove("in_reply_to"),
-        };
+    fn emit_as(
+        &self,
+        id: u64,
+        dest: &str,
+        body: &str,
+        in_reply_to: Option<u64>,
+        default_type: Option<&str>,
+    ) {
+        let line = encode_line(self.node_id(), dest, body, id, in_reply_to, default_type);
         // A closed writer means stdout is gone; there is nobody left to tell.
-        let _ = self.out.send(Out::Line(encode_line(self.node_id(), dest, &body)));
+        let _ = self.out.send(Out::Line(line));
+    }
+
+    /// Queues a body given as a JSON map (error replies and other library-made bodies).
+    pub(crate) fn emit_map(&self, dest: &str, body: &Map<String, Value>, in_reply_to: Option<u64>) {
+        let text = serde_json::to_string(body).expect("a JSON map always serialises");
+        self.emit(dest, &text, in_reply_to, None);
     }
 
     /// Hands a reply to the RPC waiting for it; a late or unknown reply is dropped.
@@ -95,7 +115,12 @@ impl Core {
             Some(tx) => {
                 let _ = tx.send(msg);
             }
-            None => tracing::debug!(node = self.node_id(), in_reply_to = irt, src = msg.src(), "dropped a reply that no RPC is waiting for"),
+            None => tracing::debug!(
+                node = self.node_id(),
+                in_reply_to = irt,
+                src = msg.src(),
+                "dropped a reply that no RPC is waiting for"
+            ),
         }
     }
 
@@ -126,7 +151,12 @@ impl Core {
         });
     }
 
-    pub(crate) async fn call(self: Arc<Self>, dest: String, body: Result<Map<String, Value>, Error>, timeout: Duration) -> Result<Message, Error> {
+    pub(crate) async fn call(
+        self: Arc<Self>,
+        dest: String,
+        body: Result<String, Error>,
+        timeout: Duration,
+    ) -> Result<Message, Error> {
         let body = body?;
         let (tx, rx) = oneshot::channel();
         let id = self.next_msg_id.fetch_add(1, Ordering::Relaxed);
@@ -134,13 +164,21 @@ impl Core {
         self.pending.lock().expect("pending lock").insert(id, tx);
         let _guard = PendingGuard { core: &self, id };
         if self.closed.load(Ordering::SeqCst) {
-            return Err(Error::timeout(format!("no reply can arrive from {dest}: the node's input has ended")));
+            return Err(Error::timeout(format!(
+                "no reply can arrive from {dest}: the node's input has ended"
+            )));
         }
-        self.emit_as(id, &dest, body, None);
+        self.emit_as(id, &dest, &body, None, None);
         match tokio::time::timeout(timeout, rx).await {
-            Err(_) => Err(Error::timeout(format!("RPC to {dest} timed out after {timeout:?}"))),
-            Ok(Err(_)) => Err(Error::timeout(format!("no reply can arrive from {dest}: the node's input has ended"))),
-            Ok(Ok(reply)) if reply.msg_type() == "error" => Err(Error::from_body(reply.body_json())),
+            Err(_) => Err(Error::timeout(format!(
+                "RPC to {dest} timed out after {timeout:?}"
+            ))),
+            Ok(Err(_)) => Err(Error::timeout(format!(
+                "no reply can arrive from {dest}: the node's input has ended"
+            ))),
+            Ok(Ok(reply)) if reply.msg_type() == "error" => {
+                Err(Error::from_body(reply.body_json()))
+            }
             Ok(Ok(reply)) => Ok(reply),
         }
     }
@@ -154,7 +192,11 @@ struct PendingGuard<'a> {
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        self.core.pending.lock().expect("pending lock").remove(&self.id);
+        self.core
+            .pending
+            .lock()
+            .expect("pending lock")
+            .remove(&self.id);
     }
 }
 
@@ -224,7 +266,10 @@ impl<S: Send + Sync + 'static> Ctx<S> {
     /// ```
     pub fn peers(&self) -> impl Iterator<Item = &str> + '_ {
         let me = self.node_id();
-        self.node_ids().iter().map(String::as_str).filter(move |n| *n != me)
+        self.node_ids()
+            .iter()
+            .map(String::as_str)
+            .filter(move |n| *n != me)
     }
 
     /// The user state given to [`Node::builder`](crate::Node::builder).
@@ -273,7 +318,7 @@ impl<S: Send + Sync + 'static> Ctx<S> {
     /// # Ok(()) }
     /// ```
     pub fn send(&self, dest: &str, body: impl Serialize) -> Result<(), Error> {
-        self.core.emit(dest, body_map(body)?, None);
+        self.core.emit(dest, &body_text(body)?, None, None);
         Ok(())
     }
 
@@ -294,7 +339,7 @@ impl<S: Send + Sync + 'static> Ctx<S> {
         Rpc {
             core: Arc::clone(&self.core),
             dest: dest.to_string(),
-            body: body_map(body),
+            body: body_text(body),
             timeout: self.core.rpc_timeout,
         }
     }
@@ -333,8 +378,14 @@ impl<S: Send + Sync + 'static> Ctx<S> {
     /// ctx.rpc_retry("n2", &body, Duration::from_secs(5)).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn rpc_retry(&self, dest: &str, body: impl Serialize, deadline: Duration) -> Result<Message, Error> {
-        let body = body_map(body)?;
+    pub async fn rpc_retry(
+        &self,
+        dest: &str,
+        body: impl Serialize,
+        deadline: Duration,
+    ) -> Result<Message, Error> {
+        let body = serde_json::to_value(body)
+            .map_err(|e| Error::crash(format!("cannot serialise outgoing body: {e}")))?;
         let until = tokio::time::Instant::now() + deadline;
         loop {
             let left = until.saturating_duration_since(tokio::time::Instant::now());
@@ -403,7 +454,11 @@ impl<S: Send + Sync + 'static> Ctx<S> {
             let period = period.max(Duration::from_millis(1));
             let mut next = tokio::time::Instant::now() + period;
             loop {
-                let extra = if jitter.is_zero() { Duration::ZERO } else { rng.gen_range(Duration::ZERO..jitter) };
+                let extra = if jitter.is_zero() {
+                    Duration::ZERO
+                } else {
+                    rng.gen_range(Duration::ZERO..jitter)
+                };
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep_until(next + extra) => {}
@@ -455,7 +510,11 @@ impl<S: Send + Sync + 'static> Ctx<S> {
 /// Runs a timer body, logging a panic instead of ending the timer.
 async fn run_caught(node: &str, fut: impl Future<Output = ()>) {
     if let Err(panic) = AssertUnwindSafe(fut).catch_unwind().await {
-        tracing::error!(node, panic = panic_text(&*panic), "timer task panicked; the timer keeps running");
+        tracing::error!(
+            node,
+            panic = panic_text(&*panic),
+            "timer task panicked; the timer keeps running"
+        );
     }
 }
 
@@ -518,7 +577,7 @@ impl TimerHandle {
 pub struct Rpc {
     core: Arc<Core>,
     dest: String,
-    body: Result<Map<String, Value>, Error>,
+    body: Result<String, Error>,
     timeout: Duration,
 }
 
@@ -642,11 +701,9 @@ impl<S: Send + Sync + 'static> Request<S> {
     /// # }
     /// ```
     pub fn reply(self, body: impl Serialize) -> HandlerResult {
-        let mut body = body_map(body)?;
-        if !body.contains_key("type") {
-            body.insert("type".into(), format!("{}_ok", self.msg.msg_type()).into());
-        }
-        self.send_reply(body);
+        let body = body_text(body)?;
+        let ok_type = format!("{}_ok", self.msg.msg_type());
+        self.send_reply(&body, Some(&ok_type));
         Ok(())
     }
 
@@ -658,7 +715,9 @@ impl<S: Send + Sync + 'static> Request<S> {
     /// # }
     /// ```
     pub fn reply_ok(self) -> HandlerResult {
-        self.reply(Map::new())
+        let ok_type = format!("{}_ok", self.msg.msg_type());
+        self.send_reply("{}", Some(&ok_type));
+        Ok(())
     }
 
     /// Replies with an error body (`type: "error"`, `code`, `text`).
@@ -670,16 +729,18 @@ impl<S: Send + Sync + 'static> Request<S> {
     /// # }
     /// ```
     pub fn reply_error(self, err: Error) -> HandlerResult {
-        self.send_reply(err.to_body());
+        let body = serde_json::to_string(&err.to_body()).expect("a JSON map always serialises");
+        self.send_reply(&body, None);
         Ok(())
     }
 
-    fn send_reply(self, body: Map<String, Value>) {
+    fn send_reply(self, body: &str, default_type: Option<&str>) {
         self.replied.store(true, Ordering::Release);
         match self.msg.msg_id() {
-            Some(id) => {
-                self.ctx.core.emit(self.msg.src(), body, Some(id));
-            }
+            Some(id) => self
+                .ctx
+                .core
+                .emit(self.msg.src(), body, Some(id), default_type),
             None => tracing::warn!(
                 node = self.ctx.node_id(),
                 src = self.msg.src(),

@@ -271,7 +271,12 @@ impl Error {
         let text = body.get("text").and_then(Value::as_str).map(String::from);
         let extra = body
             .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "type" | "code" | "text" | "msg_id" | "in_reply_to"))
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "type" | "code" | "text" | "msg_id" | "in_reply_to"
+                )
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         Error { code, text, extra }

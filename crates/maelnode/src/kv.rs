@@ -7,9 +7,9 @@
 
 use crate::context::Core;
 use crate::{Error, ErrorCode, Message};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,7 +57,11 @@ pub struct Kv {
 impl Kv {
     pub(crate) fn new(core: Arc<Core>, service: &'static str) -> Kv {
         let timeout = core.rpc_timeout;
-        Kv { core, service, timeout }
+        Kv {
+            core,
+            service,
+            timeout,
+        }
     }
 
     /// The service's node id, e.g. `"seq-kv"`.
@@ -81,7 +85,11 @@ impl Kv {
 
     async fn call(&self, body: Value) -> Result<Message, Error> {
         Arc::clone(&self.core)
-            .call(self.service.to_string(), crate::message::body_map(body), self.timeout)
+            .call(
+                self.service.to_string(),
+                crate::message::body_text(body),
+                self.timeout,
+            )
             .await
     }
 
@@ -95,7 +103,13 @@ impl Kv {
     /// ```
     pub async fn read(&self, key: impl Serialize) -> Result<Option<Value>, Error> {
         match self.call(json!({"type": "read", "key": key})).await {
-            Ok(reply) => Ok(Some(reply.body_json().get("value").cloned().unwrap_or(Value::Null))),
+            Ok(reply) => Ok(Some(
+                reply
+                    .body_json()
+                    .get("value")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            )),
             Err(e) if e.code() == ErrorCode::KeyDoesNotExist => Ok(None),
             Err(e) => Err(e),
         }
@@ -108,12 +122,15 @@ impl Kv {
     /// let n: u64 = ctx.seq_kv().read_as("counter").await?.unwrap_or(0);
     /// # Ok(()) }
     /// ```
-    pub async fn read_as<T: DeserializeOwned>(&self, key: impl Serialize) -> Result<Option<T>, Error> {
+    pub async fn read_as<T: DeserializeOwned>(
+        &self,
+        key: impl Serialize,
+    ) -> Result<Option<T>, Error> {
         match self.read(key).await? {
             None => Ok(None),
-            Some(v) => serde_json::from_value(v)
-                .map(Some)
-                .map_err(|e| Error::malformed(format!("{} value does not decode: {e}", self.service))),
+            Some(v) => serde_json::from_value(v).map(Some).map_err(|e| {
+                Error::malformed(format!("{} value does not decode: {e}", self.service))
+            }),
         }
     }
 
@@ -125,7 +142,9 @@ impl Kv {
     /// # Ok(()) }
     /// ```
     pub async fn write(&self, key: impl Serialize, value: impl Serialize) -> Result<(), Error> {
-        self.call(json!({"type": "write", "key": key, "value": value})).await.map(drop)
+        self.call(json!({"type": "write", "key": key, "value": value}))
+            .await
+            .map(drop)
     }
 
     /// Compare-and-set: if the key holds `from`, it becomes `to`. Fails with code 22 on a
@@ -140,7 +159,13 @@ impl Kv {
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn cas(&self, key: impl Serialize, from: impl Serialize, to: impl Serialize, create: CreateIfMissing) -> Result<(), Error> {
+    pub async fn cas(
+        &self,
+        key: impl Serialize,
+        from: impl Serialize,
+        to: impl Serialize,
+        create: CreateIfMissing,
+    ) -> Result<(), Error> {
         let mut body = json!({"type": "cas", "key": key, "from": from, "to": to});
         if create == CreateIfMissing::Yes {
             body["create_if_not_exists"] = true.into();
@@ -172,18 +197,31 @@ impl Kv {
             };
             let new = f(old_typed);
             let result = match &old {
-                None => self.cas(&key, Value::Null, &new, CreateIfMissing::Yes).await,
+                None => {
+                    self.cas(&key, Value::Null, &new, CreateIfMissing::Yes)
+                        .await
+                }
                 Some(v) => self.cas(&key, v, &new, CreateIfMissing::No).await,
             };
             match result {
                 Ok(()) => return Ok(new),
-                Err(e) if matches!(e.code(), ErrorCode::PreconditionFailed | ErrorCode::KeyDoesNotExist) => continue,
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        ErrorCode::PreconditionFailed | ErrorCode::KeyDoesNotExist
+                    ) =>
+                {
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         }
         Err(Error::new(
             ErrorCode::PreconditionFailed,
-            format!("update of {key} on {} lost {UPDATE_ATTEMPTS} races in a row", self.service),
+            format!(
+                "update of {key} on {} lost {UPDATE_ATTEMPTS} races in a row",
+                self.service
+            ),
         ))
     }
 }
@@ -204,7 +242,9 @@ pub struct Tso {
 
 impl Tso {
     pub(crate) fn new(core: Arc<Core>) -> Tso {
-        Tso { kv: Kv::new(core, "lin-tso") }
+        Tso {
+            kv: Kv::new(core, "lin-tso"),
+        }
     }
 
     /// The same client with another per-call timeout.
@@ -213,7 +253,9 @@ impl Tso {
     /// # async fn f(ctx: maelnode::Ctx<()>) { let t = ctx.tso().timeout(std::time::Duration::from_millis(100)); }
     /// ```
     pub fn timeout(self, timeout: Duration) -> Tso {
-        Tso { kv: self.kv.timeout(timeout) }
+        Tso {
+            kv: self.kv.timeout(timeout),
+        }
     }
 
     /// A fresh timestamp: 0, 1, 2, … across the whole cluster, strictly increasing.
@@ -225,9 +267,16 @@ impl Tso {
     /// ```
     pub async fn ts(&self) -> Result<u64, Error> {
         let reply = self.kv.call(json!({"type": "ts"})).await?;
-        reply.body_json().get("ts").and_then(Value::as_u64).ok_or_else(|| {
-            Error::malformed(format!("lin-tso reply has no integer ts: {}", reply.body_raw()))
-        })
+        reply
+            .body_json()
+            .get("ts")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| {
+                Error::malformed(format!(
+                    "lin-tso reply has no integer ts: {}",
+                    reply.body_raw()
+                ))
+            })
     }
 }
 

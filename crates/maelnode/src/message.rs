@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
+use std::fmt::Write;
 use std::sync::OnceLock;
 
 /// One message received by the node: envelope, header fields and the raw body.
@@ -161,10 +162,10 @@ impl Message {
     }
 }
 
-/// Turns any `Serialize` body into a JSON object, or explains why it is not one.
-pub(crate) fn body_map(body: impl Serialize) -> Result<Map<String, Value>, Error> {
-    match serde_json::to_value(body) {
-        Ok(Value::Object(m)) => Ok(m),
+/// Serialises an outgoing body, which must be a JSON object.
+pub(crate) fn body_text(body: impl Serialize) -> Result<String, Error> {
+    match serde_json::to_string(&body) {
+        Ok(text) if text.starts_with('{') => Ok(text),
         Ok(other) => Err(Error::crash(format!(
             "an outgoing message body must serialise to a JSON object, not {other}"
         ))),
@@ -180,10 +181,63 @@ struct Outgoing<'a> {
 }
 
 /// One outgoing protocol line: compact JSON with only `src`, `dest` and `body`, plus `\n`.
-pub(crate) fn encode_line(src: &str, dest: &str, body: &Map<String, Value>) -> String {
-    let mut line = serde_json::to_string(&Outgoing { src, dest, body })
+/// `body` is a serialised JSON object; the library's fields are set on it: `msg_id`,
+/// `in_reply_to` (removed when `None`), and `type` when the body has none.
+///
+/// The common case — a body that mentions none of those keys — is spliced as text, which
+/// avoids building and re-serialising a JSON tree for every message.
+pub(crate) fn encode_line(
+    src: &str,
+    dest: &str,
+    body: &str,
+    msg_id: u64,
+    in_reply_to: Option<u64>,
+    default_type: Option<&str>,
+) -> String {
+    let reserved = ["\"type\"", "\"msg_id\"", "\"in_reply_to\""];
+    if reserved.iter().any(|k| body.contains(k)) {
+        let mut map: Map<String, Value> = serde_json::from_str(body).unwrap_or_default();
+        map.insert("msg_id".into(), msg_id.into());
+        match in_reply_to {
+            Some(r) => map.insert("in_reply_to".into(), r.into()),
+            None => map.remove("in_reply_to"),
+        };
+        if let Some(t) = default_type {
+            map.entry("type").or_insert_with(|| t.into());
+        }
+        let mut line = serde_json::to_string(&Outgoing {
+            src,
+            dest,
+            body: &map,
+        })
         .expect("a JSON map always serialises");
-    line.push('\n');
+        line.push('\n');
+        return line;
+    }
+    let mut line = String::with_capacity(body.len() + src.len() + dest.len() + 96);
+    let push_str = |line: &mut String, s: &str| {
+        line.push_str(&serde_json::to_string(s).expect("a string always serialises"));
+    };
+    line.push_str("{\"src\":");
+    push_str(&mut line, src);
+    line.push_str(",\"dest\":");
+    push_str(&mut line, dest);
+    line.push_str(",\"body\":{");
+    if let Some(t) = default_type {
+        line.push_str("\"type\":");
+        push_str(&mut line, t);
+        line.push(',');
+    }
+    let _ = write!(line, "\"msg_id\":{msg_id}");
+    if let Some(r) = in_reply_to {
+        let _ = write!(line, ",\"in_reply_to\":{r}");
+    }
+    let rest = &body[1..];
+    if rest.trim_start() != "}" {
+        line.push(',');
+    }
+    line.push_str(rest);
+    line.push_str("}\n");
     line
 }
 
@@ -193,24 +247,92 @@ mod tests {
 
     #[test]
     fn integers_and_floats_survive_a_round_trip() {
-        let m = Message::parse(br#"{"src":"a","dest":"b","body":{"x":1,"y":1.0,"z":18446744073709551615}}"#)
-            .unwrap();
-        let line = encode_line("b", "a", m.body_json());
+        let m = Message::parse(
+            br#"{"src":"a","dest":"b","body":{"x":1,"y":1.0,"z":18446744073709551615}}"#,
+        )
+        .unwrap();
+        let line = encode_line("b", "a", m.body_raw(), 4, None, None);
         assert_eq!(
             line,
-            "{\"src\":\"b\",\"dest\":\"a\",\"body\":{\"x\":1,\"y\":1.0,\"z\":18446744073709551615}}\n"
+            "{\"src\":\"b\",\"dest\":\"a\",\"body\":{\"msg_id\":4,\"x\":1,\"y\":1.0,\"z\":18446744073709551615}}\n"
+        );
+    }
+
+    fn parsed(line: &str) -> Value {
+        serde_json::from_str(line).unwrap()
+    }
+
+    #[test]
+    fn encoding_sets_the_library_fields_on_both_paths() {
+        // Fast path: no reserved key in the body.
+        let l = encode_line(
+            "n1",
+            "c\"2",
+            r#"{"echo":"hi"}"#,
+            7,
+            Some(3),
+            Some("echo_ok"),
+        );
+        assert_eq!(
+            parsed(&l),
+            serde_json::json!({"src":"n1","dest":"c\"2","body":{"type":"echo_ok","msg_id":7,"in_reply_to":3,"echo":"hi"}})
+        );
+        assert!(l.ends_with("}\n") && !l[..l.len() - 1].contains('\n'));
+        let l = encode_line("n1", "c2", "{}", 8, Some(0), Some("broadcast_ok"));
+        assert_eq!(
+            parsed(&l)["body"],
+            serde_json::json!({"type":"broadcast_ok","msg_id":8,"in_reply_to":0})
+        );
+        // Slow path: the body sets type and stale ids, which are overwritten or removed.
+        let l = encode_line(
+            "n1",
+            "n2",
+            r#"{"type":"gossip","msg_id":99,"in_reply_to":5,"v":[1]}"#,
+            9,
+            None,
+            None,
+        );
+        assert_eq!(
+            parsed(&l)["body"],
+            serde_json::json!({"type":"gossip","msg_id":9,"v":[1]})
+        );
+        let l = encode_line(
+            "n1",
+            "c1",
+            r#"{"type":"custom"}"#,
+            10,
+            Some(2),
+            Some("read_ok"),
+        );
+        assert_eq!(parsed(&l)["body"]["type"], "custom");
+        // A reserved word inside a value only takes the slow path; the result is the same.
+        let l = encode_line(
+            "n1",
+            "c1",
+            r#"{"note":"\"type\""}"#,
+            11,
+            Some(1),
+            Some("x_ok"),
+        );
+        assert_eq!(
+            parsed(&l)["body"],
+            serde_json::json!({"note":"\"type\"","type":"x_ok","msg_id":11,"in_reply_to":1})
         );
     }
 
     #[test]
     fn malformed_lines_say_what_is_wrong() {
         assert!(Message::parse(b"[1,2]").is_err());
-        assert!(Message::parse(br#"{"src":"a","body":{}}"#)
-            .unwrap_err()
-            .contains("dest"));
+        assert!(
+            Message::parse(br#"{"src":"a","body":{}}"#)
+                .unwrap_err()
+                .contains("dest")
+        );
         assert!(Message::parse(br#"{"src":"a","dest":"b","body":{"msg_id":"x"}}"#).is_err());
-        assert!(Message::parse(br#"{"src":"a","dest":"b","body":"hi"}"#)
-            .unwrap_err()
-            .contains("object"));
+        assert!(
+            Message::parse(br#"{"src":"a","dest":"b","body":"hi"}"#)
+                .unwrap_err()
+                .contains("object")
+        );
     }
 }

@@ -1,12 +1,12 @@
 //! The node: its builder (handlers, init hook, timers, settings) and the run loop that reads
 //! input lines, dispatches them, and shuts down cleanly at EOF.
 
-use crate::context::{panic_text, Core, Ctx, Request};
-use crate::{output, Error, ErrorCode, HandlerResult, Message};
-use futures_util::future::BoxFuture;
+use crate::context::{Core, Ctx, Request, panic_text};
+use crate::{Error, ErrorCode, HandlerResult, Message, output};
 use futures_util::FutureExt;
-use serde::de::DeserializeOwned;
+use futures_util::future::BoxFuture;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::future::Future;
@@ -43,7 +43,8 @@ pub trait Handler<S>: Send + Sync + 'static {
     /// The request body's type.
     type Body: DeserializeOwned + Send;
     /// Handles one request.
-    fn call(&self, req: Request<S>, body: Self::Body) -> impl Future<Output = HandlerResult> + Send;
+    fn call(&self, req: Request<S>, body: Self::Body)
+    -> impl Future<Output = HandlerResult> + Send;
 }
 
 /// The type-erased form the dispatcher stores.
@@ -64,12 +65,17 @@ impl<S: Send + Sync + 'static, H: Handler<S>> Dispatch<S> for Erased<H> {
         Box::pin(async move {
             let body = match req.message().body_as::<H::Body>() {
                 Ok(b) => b,
-                Err(e) if unsupported && e.text().is_some_and(|t| t.contains("unknown variant")) => {
+                Err(e)
+                    if unsupported && e.text().is_some_and(|t| t.contains("unknown variant")) =>
+                {
                     return Err(Error::new(
                         ErrorCode::NotSupported,
-                        format!("message type {:?} is not supported by this node", req.msg_type()),
+                        format!(
+                            "message type {:?} is not supported by this node",
+                            req.msg_type()
+                        ),
                     )
-                    .into())
+                    .into());
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -245,7 +251,13 @@ impl<S: Send + Sync + 'static> Node<S> {
         F: Fn(Request<S>, B) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = HandlerResult> + Send + 'static,
     {
-        self.handler(msg_type, FnHandler { f, _body: PhantomData })
+        self.handler(
+            msg_type,
+            FnHandler {
+                f,
+                _body: PhantomData,
+            },
+        )
     }
 
     /// Registers a closure for `msg_type` that takes the body as a JSON map.
@@ -284,9 +296,14 @@ impl<S: Send + Sync + 'static> Node<S> {
                 "a handler for \"init\" was registered; the library answers init itself, use on_init for a hook".into(),
             );
         } else if self.handlers.contains_key(msg_type) {
-            self.config_errors.push(format!("a handler for message type {msg_type:?} was registered twice"));
+            self.config_errors.push(format!(
+                "a handler for message type {msg_type:?} was registered twice"
+            ));
         } else {
-            let erased = Erased { handler: Arc::new(handler), unknown_variant_is_unsupported: false };
+            let erased = Erased {
+                handler: Arc::new(handler),
+                unknown_variant_is_unsupported: false,
+            };
             self.handlers.insert(msg_type.to_string(), Arc::new(erased));
         }
         self
@@ -315,8 +332,14 @@ impl<S: Send + Sync + 'static> Node<S> {
         F: Fn(Request<S>, B) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = HandlerResult> + Send + 'static,
     {
-        let handler = FnHandler { f, _body: PhantomData };
-        self.fallback = Some(Arc::new(Erased { handler: Arc::new(handler), unknown_variant_is_unsupported: true }));
+        let handler = FnHandler {
+            f,
+            _body: PhantomData,
+        };
+        self.fallback = Some(Arc::new(Erased {
+            handler: Arc::new(handler),
+            unknown_variant_is_unsupported: true,
+        }));
         self
     }
 
@@ -373,13 +396,8 @@ impl<S: Send + Sync + 'static> Node<S> {
     /// ```
     pub async fn run_stdio(self) -> io::Result<()> {
         output::install_default_logging();
-        if self.stdout_guard {
-            if let Some(private) = output::private_stdout()? {
-                let out = tokio::fs::File::from_std(private);
-                return self.run_with(tokio::io::stdin(), out).await;
-            }
-        }
-        self.run_with(tokio::io::stdin(), tokio::io::stdout()).await
+        let (reader, writer) = output::stdio(self.stdout_guard)?;
+        self.run_with(reader, writer).await
     }
 
     /// Runs the node on any reader and writer, e.g. the halves of `tokio::io::duplex` in tests.
@@ -411,7 +429,11 @@ impl<S: Send + Sync + 'static> Node<S> {
 
     /// Checks the configuration and starts the writer; returns the node's core (for the
     /// simulator's statistics) and the future that runs the node to completion.
-    pub(crate) fn launch<R, W>(self, reader: R, writer: W) -> io::Result<(Arc<Core>, impl Future<Output = io::Result<()>> + Send)>
+    pub(crate) fn launch<R, W>(
+        self,
+        reader: R,
+        writer: W,
+    ) -> io::Result<(Arc<Core>, impl Future<Output = io::Result<()>> + Send)>
     where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
@@ -423,23 +445,32 @@ impl<S: Send + Sync + 'static> Node<S> {
         let core = Arc::new(Core::new(tx, self.rpc_timeout, self.seed));
         let grace = self.shutdown_grace;
         let dispatcher = Arc::new(Dispatcher {
-            ctx: Ctx { core: Arc::clone(&core), state: Arc::new(self.state) },
+            ctx: Ctx {
+                core: Arc::clone(&core),
+                state: Arc::new(self.state),
+            },
             handlers: self.handlers,
             fallback: self.fallback,
             init_hook: Mutex::new(self.init_hook),
             timers: Mutex::new(self.timers),
             phase: AtomicU8::new(UNINITIALISED),
+            early: Mutex::new(Vec::new()),
         });
         let writer_task = tokio::spawn(output::write_lines(rx, writer));
         let run = async move {
             let read_result = dispatcher.read_all(reader).await;
             dispatcher.shut_down(grace).await;
-            let write_result = writer_task.await.unwrap_or_else(|e| Err(io::Error::other(e)));
+            let write_result = writer_task
+                .await
+                .unwrap_or_else(|e| Err(io::Error::other(e)));
             read_result.and(write_result)
         };
         Ok((core, run))
     }
 }
+
+/// How many input lines the reader dispatches before letting other tasks run.
+const LINES_PER_YIELD: u32 = 64;
 
 const UNINITIALISED: u8 = 0;
 const INITIALISING: u8 = 1;
@@ -454,6 +485,9 @@ struct Dispatcher<S> {
     init_hook: Mutex<Option<InitHook<S>>>,
     timers: Mutex<Vec<TimerStart<S>>>,
     phase: AtomicU8,
+    /// Requests that arrived while `init` was in progress; handled once it completes. The
+    /// lock also makes "check the phase, then queue" atomic against the switch to READY.
+    early: Mutex<Vec<Message>>,
 }
 
 #[derive(Deserialize)]
@@ -462,11 +496,27 @@ struct InitBody {
     node_ids: Vec<String>,
 }
 
+fn not_initialised() -> Error {
+    Error::new(
+        ErrorCode::TemporarilyUnavailable,
+        "the node has not been initialised yet",
+    )
+}
+
 impl<S: Send + Sync + 'static> Dispatcher<S> {
     async fn read_all<R: AsyncRead + Unpin>(self: &Arc<Self>, reader: R) -> io::Result<()> {
         let mut reader = BufReader::with_capacity(1 << 16, reader);
         let mut line = Vec::with_capacity(1024);
+        let mut since_yield = 0u32;
         loop {
+            // Lines already buffered are read without touching tokio's cooperative budget, so
+            // without this the reader would race ahead of the handlers it spawns, piling up
+            // tasks and output. Yielding regularly lets them run: backpressure for free.
+            since_yield += 1;
+            if since_yield == LINES_PER_YIELD {
+                since_yield = 0;
+                tokio::task::yield_now().await;
+            }
             line.clear();
             if reader.read_until(b'\n', &mut line).await? == 0 {
                 return Ok(());
@@ -488,28 +538,53 @@ impl<S: Send + Sync + 'static> Dispatcher<S> {
     }
 
     fn route(self: &Arc<Self>, msg: Message) {
-        tracing::debug!(node = self.ctx.node_id(), src = msg.src(), msg_type = msg.msg_type(), "received");
+        tracing::debug!(
+            node = self.ctx.node_id(),
+            src = msg.src(),
+            msg_type = msg.msg_type(),
+            "received"
+        );
         if msg.in_reply_to().is_some() {
             self.ctx.core.complete(msg);
         } else if msg.msg_type() == "init" {
             self.init(msg);
-        } else if self.phase.load(Ordering::Acquire) != READY {
-            self.answer(&msg, Error::new(ErrorCode::TemporarilyUnavailable, "the node has not been initialised yet").to_body());
-        } else {
+        } else if self.phase.load(Ordering::Acquire) == READY {
             self.handle(msg);
+        } else {
+            let mut early = self.early.lock().expect("early lock");
+            match self.phase.load(Ordering::Acquire) {
+                INITIALISING => early.push(msg),
+                READY => {
+                    drop(early);
+                    self.handle(msg);
+                }
+                _ => self.answer(&msg, not_initialised().to_body()),
+            }
         }
     }
 
     /// Sends `body` as the reply to `msg`, if it has a `msg_id`.
     fn answer(&self, msg: &Message, body: Map<String, Value>) {
         if let Some(id) = msg.msg_id() {
-            self.ctx.core.emit(msg.src(), body, Some(id));
+            self.ctx.core.emit_map(msg.src(), &body, Some(id));
         }
     }
 
     fn init(self: &Arc<Self>, msg: Message) {
-        if self.phase.compare_exchange(UNINITIALISED, INITIALISING, Ordering::AcqRel, Ordering::Acquire).is_err() {
-            let text = format!("the node is already initialised as {:?}", self.ctx.node_id());
+        if self
+            .phase
+            .compare_exchange(
+                UNINITIALISED,
+                INITIALISING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            let text = format!(
+                "the node is already initialised as {:?}",
+                self.ctx.node_id()
+            );
             self.answer(&msg, Error::malformed(text).to_body());
             return;
         }
@@ -521,44 +596,85 @@ impl<S: Send + Sync + 'static> Dispatcher<S> {
                 return;
             }
         };
-        let _ = self.ctx.core.ident.set(crate::context::Identity { node_id: body.node_id, node_ids: body.node_ids });
+        let _ = self.ctx.core.ident.set(crate::context::Identity {
+            node_id: body.node_id,
+            node_ids: body.node_ids,
+        });
         let this = Arc::clone(self);
         self.ctx.core.spawn_tracked(async move {
             let hook = this.init_hook.lock().expect("init hook lock").take();
             let result = match hook {
                 None => Ok(()),
-                Some(hook) => match AssertUnwindSafe(hook(this.ctx.clone())).catch_unwind().await {
+                Some(hook) => match AssertUnwindSafe(hook(this.ctx.clone()))
+                    .catch_unwind()
+                    .await
+                {
                     Ok(r) => r.map_err(|e| e.to_error()),
-                    Err(p) => Err(Error::crash(format!("init hook panicked: {}", panic_text(&*p)))),
+                    Err(p) => Err(Error::crash(format!(
+                        "init hook panicked: {}",
+                        panic_text(&*p)
+                    ))),
                 },
             };
             match result {
                 Ok(()) => {
-                    this.phase.store(READY, Ordering::Release);
                     for start in this.timers.lock().expect("timers lock").drain(..) {
                         start(&this.ctx);
                     }
-                    let mut ok = Map::new();
-                    ok.insert("type".into(), "init_ok".into());
-                    this.answer(&msg, ok);
+                    if let Some(id) = msg.msg_id() {
+                        this.ctx
+                            .core
+                            .emit(msg.src(), "{}", Some(id), Some("init_ok"));
+                    }
                     tracing::debug!(node = this.ctx.node_id(), "initialised");
+                    let early = {
+                        let mut early = this.early.lock().expect("early lock");
+                        this.phase.store(READY, Ordering::Release);
+                        std::mem::take(&mut *early)
+                    };
+                    early.into_iter().for_each(|m| this.handle(m));
                 }
                 Err(e) => {
                     tracing::error!(node = this.ctx.node_id(), error = %e, "init hook failed");
                     this.answer(&msg, e.to_body());
+                    let early = {
+                        let mut early = this.early.lock().expect("early lock");
+                        this.phase.store(UNINITIALISED, Ordering::Release);
+                        std::mem::take(&mut *early)
+                    };
+                    early
+                        .iter()
+                        .for_each(|m| this.answer(m, not_initialised().to_body()));
                 }
             }
         });
     }
 
     fn handle(self: &Arc<Self>, msg: Message) {
-        let Some(handler) = self.handlers.get(msg.msg_type()).or(self.fallback.as_ref()).cloned() else {
-            tracing::warn!(node = self.ctx.node_id(), msg_type = msg.msg_type(), src = msg.src(), "no handler for this message type");
-            let text = format!("message type {:?} is not supported by this node", msg.msg_type());
+        let Some(handler) = self
+            .handlers
+            .get(msg.msg_type())
+            .or(self.fallback.as_ref())
+            .cloned()
+        else {
+            tracing::warn!(
+                node = self.ctx.node_id(),
+                msg_type = msg.msg_type(),
+                src = msg.src(),
+                "no handler for this message type"
+            );
+            let text = format!(
+                "message type {:?} is not supported by this node",
+                msg.msg_type()
+            );
             self.answer(&msg, Error::new(ErrorCode::NotSupported, text).to_body());
             return;
         };
-        let (src, msg_id, msg_type) = (msg.src().to_string(), msg.msg_id(), msg.msg_type().to_string());
+        let (src, msg_id, msg_type) = (
+            msg.src().to_string(),
+            msg.msg_id(),
+            msg.msg_type().to_string(),
+        );
         let replied = Arc::new(AtomicBool::new(false));
         let fut = handler.dispatch(Request::new(self.ctx.clone(), msg, Arc::clone(&replied)));
         let core = Arc::clone(&self.ctx.core);
@@ -573,7 +689,7 @@ impl<S: Send + Sync + 'static> Dispatcher<S> {
                 Some(err) => {
                     tracing::error!(node = core.node_id(), %msg_type, %src, error = %err, "handler failed");
                     if let (false, Some(id)) = (answered, msg_id) {
-                        core.emit(&src, err.to_body(), Some(id));
+                        core.emit_map(&src, &err.to_body(), Some(id));
                     }
                 }
                 None if !answered && src.starts_with('c') => {
@@ -591,8 +707,15 @@ impl<S: Send + Sync + 'static> Dispatcher<S> {
         core.close_rpcs();
         core.timers.cancel();
         core.tracker.close();
-        if tokio::time::timeout(grace, core.tracker.wait()).await.is_err() {
-            tracing::warn!(node = core.node_id(), ?grace, "cancelling tasks still running after the shutdown grace");
+        if tokio::time::timeout(grace, core.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                node = core.node_id(),
+                ?grace,
+                "cancelling tasks still running after the shutdown grace"
+            );
             core.cancel.cancel();
             core.tracker.wait().await;
         }

@@ -3,7 +3,7 @@
 
 use crate::context::Out;
 use std::io::{self, IsTerminal};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 /// Lines are batched up to this many bytes before a write.
@@ -12,7 +12,10 @@ const BATCH: usize = 1 << 16;
 /// Writes queued lines in order. Whenever the queue drains, the batch is written and flushed,
 /// so no line waits while the node idles. Stops at [`Out::Close`] after flushing everything
 /// queued before it.
-pub(crate) async fn write_lines<W: AsyncWrite + Unpin>(mut rx: mpsc::UnboundedReceiver<Out>, mut w: W) -> io::Result<()> {
+pub(crate) async fn write_lines<W: AsyncWrite + Unpin>(
+    mut rx: mpsc::UnboundedReceiver<Out>,
+    mut w: W,
+) -> io::Result<()> {
     let mut buf = Vec::with_capacity(BATCH);
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
@@ -42,29 +45,62 @@ pub(crate) async fn write_lines<W: AsyncWrite + Unpin>(mut rx: mpsc::UnboundedRe
     Ok(())
 }
 
-/// Moves protocol output to a private duplicate of descriptor 1 and points descriptor 1 at
-/// stderr, so `println!` from user code cannot corrupt the protocol. `None` off Unix.
-#[cfg(unix)]
-pub(crate) fn private_stdout() -> io::Result<Option<std::fs::File>> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: plain descriptor calls; the duplicate is owned by the returned File alone.
-    unsafe {
-        let fd = libc::fcntl(libc::STDOUT_FILENO, libc::F_DUPFD_CLOEXEC, 3);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
+/// The node's protocol input and output.
+///
+/// Runners connect nodes through pipes; for pipes, tokio's epoll-driven pipe types are used,
+/// because `tokio::io::stdin`/`stdout` route every read and write through the blocking thread
+/// pool, which halves throughput and makes it erratic. Anything else (a file, a terminal)
+/// falls back to those portable types.
+///
+/// With `guard` (Unix), protocol output goes to a private duplicate of descriptor 1, and
+/// descriptor 1 is pointed at stderr, so `println!` from user code cannot corrupt the protocol.
+pub(crate) fn stdio(
+    guard: bool,
+) -> io::Result<(
+    Box<dyn AsyncRead + Unpin + Send>,
+    Box<dyn AsyncWrite + Unpin + Send>,
+)> {
+    #[cfg(unix)]
+    {
+        use tokio::net::unix::pipe;
+        let input = duplicate(libc::STDIN_FILENO)?;
+        let reader: Box<dyn AsyncRead + Unpin + Send> = match pipe::Receiver::from_file(input) {
+            Ok(r) => Box::new(r),
+            Err(_) => Box::new(tokio::io::stdin()),
+        };
+        let output = duplicate(libc::STDOUT_FILENO)?;
+        if guard {
+            // SAFETY: plain descriptor call on the process's own standard descriptors.
+            if unsafe { libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
         }
-        if libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO) < 0 {
-            let e = io::Error::last_os_error();
-            libc::close(fd);
-            return Err(e);
-        }
-        Ok(Some(std::fs::File::from_raw_fd(fd)))
+        let writer: Box<dyn AsyncWrite + Unpin + Send> =
+            match pipe::Sender::from_file(output.try_clone()?) {
+                Ok(w) => Box::new(w),
+                Err(_) if guard => Box::new(tokio::fs::File::from_std(output)),
+                Err(_) => Box::new(tokio::io::stdout()),
+            };
+        Ok((reader, writer))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = guard;
+        Ok((Box::new(tokio::io::stdin()), Box::new(tokio::io::stdout())))
     }
 }
 
-#[cfg(not(unix))]
-pub(crate) fn private_stdout() -> io::Result<Option<std::fs::File>> {
-    Ok(None)
+/// A close-on-exec duplicate of `fd`, owned by the returned file.
+#[cfg(unix)]
+fn duplicate(fd: i32) -> io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor that nothing else owns.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if dup < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `dup` is a fresh descriptor owned by nobody else.
+    Ok(unsafe { std::fs::File::from_raw_fd(dup) })
 }
 
 /// Installs a stderr subscriber filtered by `RUST_LOG` (default `info`), unless the

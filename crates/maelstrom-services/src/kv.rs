@@ -4,10 +4,10 @@
 //! different keys. Stores key by the compact JSON text of the key, which is canonical for
 //! these comparisons (serde_json writes `1` and `1.0` differently and sorts object keys).
 
-use crate::{error_body, Service};
+use crate::{Service, error_body};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +52,10 @@ fn parse_op(body: &Map<String, Value>) -> Result<Op, Value> {
                 create,
             })
         }
-        Some(other) => Err(error_body(10, format!("unsupported request type {other:?}"))),
+        Some(other) => Err(error_body(
+            10,
+            format!("unsupported request type {other:?}"),
+        )),
         None => Err(error_body(12, "request lacks a string \"type\"")),
     }
 }
@@ -222,15 +225,15 @@ impl Service for SeqKv {
         let latest = Arc::clone(&self.states.back().expect("never empty").1);
         let at_newest = evaluate(&op, |k| latest.get(k).cloned());
         let mut version = newest;
-        if let Some((k, val)) = at_newest.write {
-            if latest.get(&k) != Some(&val) {
-                let mut next = (*latest).clone();
-                next.insert(k, val);
-                version += 1;
-                self.states.push_back((version, Arc::new(next)));
-                if self.states.len() > SEQ_KV_HISTORY {
-                    self.states.pop_front();
-                }
+        if let Some((k, val)) = at_newest.write
+            && latest.get(&k) != Some(&val)
+        {
+            let mut next = (*latest).clone();
+            next.insert(k, val);
+            version += 1;
+            self.states.push_back((version, Arc::new(next)));
+            if self.states.len() > SEQ_KV_HISTORY {
+                self.states.pop_front();
             }
         }
         self.observed.insert(src.to_string(), version);
@@ -344,16 +347,38 @@ mod tests {
     fn lin_kv_read_write_cas_and_errors() {
         let mut kv = ServiceKind::LinKv.build(0);
         let kv = kv.as_mut();
-        assert_eq!(call(kv, "n1", json!({"type":"read","key":1,"msg_id":1}))["code"], 20);
-        call(kv, "n1", json!({"type":"write","key":1,"value":3,"msg_id":2}));
+        assert_eq!(
+            call(kv, "n1", json!({"type":"read","key":1,"msg_id":1}))["code"],
+            20
+        );
+        call(
+            kv,
+            "n1",
+            json!({"type":"write","key":1,"value":3,"msg_id":2}),
+        );
         // 1 and "1" are different keys; 3 and 3.0 are different values.
-        assert_eq!(call(kv, "n1", json!({"type":"read","key":"1","msg_id":3}))["code"], 20);
-        let r = call(kv, "n1", json!({"type":"cas","key":1,"from":3.0,"to":4,"msg_id":4}));
+        assert_eq!(
+            call(kv, "n1", json!({"type":"read","key":"1","msg_id":3}))["code"],
+            20
+        );
+        let r = call(
+            kv,
+            "n1",
+            json!({"type":"cas","key":1,"from":3.0,"to":4,"msg_id":4}),
+        );
         assert_eq!(r["code"], 22);
         assert_eq!(r["text"], "current value 3 is not 3.0");
-        let r = call(kv, "n1", json!({"type":"cas","key":1,"from":3,"to":4,"msg_id":5}));
+        let r = call(
+            kv,
+            "n1",
+            json!({"type":"cas","key":1,"from":3,"to":4,"msg_id":5}),
+        );
         assert_eq!(r, json!({"type":"cas_ok","in_reply_to":5}));
-        let r = call(kv, "n1", json!({"type":"cas","key":9,"from":0,"to":1,"msg_id":6}));
+        let r = call(
+            kv,
+            "n1",
+            json!({"type":"cas","key":9,"from":0,"to":1,"msg_id":6}),
+        );
         assert_eq!(r["code"], 20);
         let r = call(
             kv,
@@ -361,17 +386,32 @@ mod tests {
             json!({"type":"cas","key":9,"from":0,"to":1,"create_if_not_exists":true,"msg_id":7}),
         );
         assert_eq!(r["type"], "cas_ok");
-        assert_eq!(call(kv, "n1", json!({"type":"read","key":9,"msg_id":8}))["value"], 1);
+        assert_eq!(
+            call(kv, "n1", json!({"type":"read","key":9,"msg_id":8}))["value"],
+            1
+        );
     }
 
     #[test]
     fn bad_requests_get_errors_and_unaddressed_ones_no_reply() {
         let mut kv = LinKv::default();
-        assert_eq!(call(&mut kv, "n1", json!({"type":"frob","msg_id":1}))["code"], 10);
-        assert_eq!(call(&mut kv, "n1", json!({"type":"write","key":1,"msg_id":2}))["code"], 12);
+        assert_eq!(
+            call(&mut kv, "n1", json!({"type":"frob","msg_id":1}))["code"],
+            10
+        );
+        assert_eq!(
+            call(&mut kv, "n1", json!({"type":"write","key":1,"msg_id":2}))["code"],
+            12
+        );
         let silent = json!({"type":"write","key":1,"value":2});
-        assert!(kv.handle(Duration::ZERO, "n1", silent.as_object().unwrap()).is_none());
-        assert_eq!(call(&mut kv, "n1", json!({"type":"read","key":1,"msg_id":3}))["value"], 2);
+        assert!(
+            kv.handle(Duration::ZERO, "n1", silent.as_object().unwrap())
+                .is_none()
+        );
+        assert_eq!(
+            call(&mut kv, "n1", json!({"type":"read","key":1,"msg_id":3}))["value"],
+            2
+        );
     }
 
     #[test]
@@ -379,7 +419,11 @@ mod tests {
         let mut kv = ServiceKind::SeqKv.build(42);
         let kv = kv.as_mut();
         for v in 0..20 {
-            call(kv, "n1", json!({"type":"write","key":"k","value":v,"msg_id":v}));
+            call(
+                kv,
+                "n1",
+                json!({"type":"write","key":"k","value":v,"msg_id":v}),
+            );
         }
         // n2 may read stale values, but never goes backwards.
         let mut last = -1i64;
@@ -393,22 +437,35 @@ mod tests {
         }
         assert!(saw_stale, "seed 42 should show at least one stale read");
         // A state change by n3 brings n3 to the newest state.
-        call(kv, "n3", json!({"type":"write","key":"sync","value":1,"msg_id":1}));
-        assert_eq!(call(kv, "n3", json!({"type":"read","key":"k","msg_id":2}))["value"], 19);
+        call(
+            kv,
+            "n3",
+            json!({"type":"write","key":"sync","value":1,"msg_id":1}),
+        );
+        assert_eq!(
+            call(kv, "n3", json!({"type":"read","key":"k","msg_id":2}))["value"],
+            19
+        );
     }
 
     #[test]
     fn lww_kv_converges_after_a_round_and_honours_create() {
         let mut kv = ServiceKind::LwwKv.build(5);
-        let body = json!({"type":"cas","key":"a","from":1,"to":2,"create_if_not_exists":true,"msg_id":1});
-        let r = kv.handle(Duration::ZERO, "n1", body.as_object().unwrap()).unwrap();
+        let body =
+            json!({"type":"cas","key":"a","from":1,"to":2,"create_if_not_exists":true,"msg_id":1});
+        let r = kv
+            .handle(Duration::ZERO, "n1", body.as_object().unwrap())
+            .unwrap();
         assert_eq!(r["type"], "cas_ok");
         for i in 0..50 {
             let read = json!({"type":"read","key":"a","msg_id":10+i});
             let r = kv
                 .handle(Duration::from_millis(200), "n2", read.as_object().unwrap())
                 .unwrap();
-            assert_eq!(r["value"], 2, "after a full round every replica has the write");
+            assert_eq!(
+                r["value"], 2,
+                "after a full round every replica has the write"
+            );
         }
     }
 

@@ -25,7 +25,7 @@ pub mod topology;
 
 pub use kv::{LinKv, LinTso, LwwKv, SeqKv};
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use std::time::Duration;
 
 /// A built-in service: handles one request at a time, in arrival order.

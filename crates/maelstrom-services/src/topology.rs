@@ -129,7 +129,13 @@ mod tests {
     #[test]
     fn single_node_line_is_empty_and_total_is_complete() {
         assert!(Topology::Line.neighbours(&names(1)).is_empty());
-        assert_eq!(Topology::Total.neighbours(&names(1))[0].1, Vec::<String>::new());
-        assert_eq!(Topology::Total.neighbours(&names(4))[2].1, ["n0", "n1", "n3"]);
+        assert_eq!(
+            Topology::Total.neighbours(&names(1))[0].1,
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            Topology::Total.neighbours(&names(4))[2].1,
+            ["n0", "n1", "n3"]
+        );
     }
 }

@@ -53,7 +53,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 /// How long a client waits for a reply, as the runner's clients do.
@@ -61,7 +61,18 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a node may take to answer `init`, as in the runner.
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Launch = Arc<dyn Fn(u64) -> Box<dyn FnOnce(tokio::io::DuplexStream) -> io::Result<(Arc<Core>, BoxFuture<'static, io::Result<()>>)> + Send> + Send + Sync>;
+type Launch = Arc<
+    dyn Fn(
+            u64,
+        ) -> Box<
+            dyn FnOnce(
+                    tokio::io::DuplexStream,
+                )
+                    -> io::Result<(Arc<Core>, BoxFuture<'static, io::Result<()>>)>
+                + Send,
+        > + Send
+        + Sync,
+>;
 
 /// Settings for a simulated cluster; finish with [`start`](SimBuilder::start).
 ///
@@ -163,7 +174,12 @@ impl SimBuilder {
             sim.spawn_node(id)?;
         }
         // One init client per node, c0..c{N-1}, as the runner assigns them.
-        let inits: Vec<_> = sim.inner.nodes.iter().map(|id| (sim.client(), id.clone())).collect();
+        let inits: Vec<_> = sim
+            .inner
+            .nodes
+            .iter()
+            .map(|id| (sim.client(), id.clone()))
+            .collect();
         let node_ids = sim.inner.nodes.clone();
         for (client, id) in inits {
             client.init(&id, &node_ids).await?;
@@ -225,7 +241,11 @@ impl Sim {
     /// # drop(b);
     /// ```
     pub fn builder() -> SimBuilder {
-        SimBuilder { seed: None, nodes: (0..3).map(|i| format!("n{i}")).collect(), latency: Latency::Constant(Duration::ZERO) }
+        SimBuilder {
+            seed: None,
+            nodes: (0..3).map(|i| format!("n{i}")).collect(),
+            latency: Latency::Constant(Duration::ZERO),
+        }
     }
 
     fn spawn_node(&self, id: &str) -> Result<(), Error> {
@@ -261,15 +281,29 @@ impl Sim {
                             (Some(dest), Some(body)) if body.is_object() => {
                                 inner.send(&src_id, &dest, body);
                             }
-                            _ => tracing::warn!(node = %src_id, %line, "simulated node wrote a message without dest or object body"),
+                            _ => {
+                                tracing::warn!(node = %src_id, %line, "simulated node wrote a message without dest or object body")
+                            }
                         }
                     }
-                    _ => tracing::warn!(node = %src_id, %line, "simulated node wrote a line that is not a JSON object"),
+                    _ => {
+                        tracing::warn!(node = %src_id, %line, "simulated node wrote a line that is not a JSON object")
+                    }
                 }
             }
         });
-        self.inner.net.lock().expect("net lock").endpoints.insert(id.to_string(), Endpoint::Node { input: input_tx, core });
-        self.inner.node_tasks.lock().expect("tasks lock").insert(id.to_string(), vec![run_task, writer, reader]);
+        self.inner.net.lock().expect("net lock").endpoints.insert(
+            id.to_string(),
+            Endpoint::Node {
+                input: input_tx,
+                core,
+            },
+        );
+        self.inner
+            .node_tasks
+            .lock()
+            .expect("tasks lock")
+            .insert(id.to_string(), vec![run_task, writer, reader]);
         Ok(())
     }
 
@@ -300,8 +334,18 @@ impl Sim {
         let k = self.inner.next_client.fetch_add(1, Ordering::Relaxed);
         let id = format!("c{k}");
         let (tx, rx) = mpsc::unbounded_channel();
-        self.inner.net.lock().expect("net lock").endpoints.insert(id.clone(), Endpoint::Client(tx));
-        Client { id, inner: Arc::clone(&self.inner), rx: tokio::sync::Mutex::new(rx), next_msg_id: AtomicU64::new(1) }
+        self.inner
+            .net
+            .lock()
+            .expect("net lock")
+            .endpoints
+            .insert(id.clone(), Endpoint::Client(tx));
+        Client {
+            id,
+            inner: Arc::clone(&self.inner),
+            rx: tokio::sync::Mutex::new(rx),
+            next_msg_id: AtomicU64::new(1),
+        }
     }
 
     /// The `topology` map of a broadcast topology over this cluster's nodes.
@@ -342,7 +386,13 @@ impl Sim {
     /// # async fn f(sim: maelnode::sim::Sim) { sim.isolate("n2"); }
     /// ```
     pub fn isolate(&self, node: &str) {
-        let rest: Vec<&str> = self.inner.nodes.iter().map(String::as_str).filter(|n| *n != node).collect();
+        let rest: Vec<&str> = self
+            .inner
+            .nodes
+            .iter()
+            .map(String::as_str)
+            .filter(|n| *n != node)
+            .collect();
         self.partition(&[&[node], &rest]);
     }
 
@@ -353,7 +403,10 @@ impl Sim {
     /// ```
     pub fn cut(&self, src: &str, dest: &str) {
         let mut net = self.inner.net.lock().expect("net lock");
-        net.partitions.entry(dest.to_string()).or_default().insert(src.to_string());
+        net.partitions
+            .entry(dest.to_string())
+            .or_default()
+            .insert(src.to_string());
     }
 
     /// Removes every partition.
@@ -375,7 +428,12 @@ impl Sim {
     /// # }
     /// ```
     pub fn hold(&self, pred: impl Fn(&Envelope) -> bool + Send + 'static) {
-        self.inner.net.lock().expect("net lock").hold_rules.push(Box::new(pred));
+        self.inner
+            .net
+            .lock()
+            .expect("net lock")
+            .hold_rules
+            .push(Box::new(pred));
     }
 
     /// Drops, at delivery, every message matching `pred`.
@@ -384,7 +442,12 @@ impl Sim {
     /// # async fn f(sim: maelnode::sim::Sim) { sim.drop_where(|m| m.src == "n1" && m.msg_type() == "gossip_ok"); }
     /// ```
     pub fn drop_where(&self, pred: impl Fn(&Envelope) -> bool + Send + 'static) {
-        self.inner.net.lock().expect("net lock").drop_rules.push(Box::new(pred));
+        self.inner
+            .net
+            .lock()
+            .expect("net lock")
+            .drop_rules
+            .push(Box::new(pred));
     }
 
     /// Removes every hold and drop rule (held messages stay held until released).
@@ -437,6 +500,15 @@ impl Sim {
         Some(env)
     }
 
+    /// Virtual time since the simulation started (the trace's clock).
+    ///
+    /// ```
+    /// # async fn f(sim: maelnode::sim::Sim) { println!("{:?} in", sim.elapsed()); }
+    /// ```
+    pub fn elapsed(&self) -> Duration {
+        self.inner.net.lock().expect("net lock").elapsed()
+    }
+
     /// Lets virtual time pass (nodes, timers and deliveries run meanwhile).
     ///
     /// ```
@@ -470,11 +542,19 @@ impl Sim {
     /// # async fn f(sim: maelnode::sim::Sim) { sim.kill("n1"); }
     /// ```
     pub fn kill(&self, node: &str) {
-        if let Some(tasks) = self.inner.node_tasks.lock().expect("tasks lock").remove(node) {
+        if let Some(tasks) = self
+            .inner
+            .node_tasks
+            .lock()
+            .expect("tasks lock")
+            .remove(node)
+        {
             tasks.iter().for_each(JoinHandle::abort);
         }
         let mut net = self.inner.net.lock().expect("net lock");
-        if let Some(Endpoint::Node { core, .. }) = net.endpoints.insert(node.to_string(), Endpoint::DeadNode) {
+        if let Some(Endpoint::Node { core, .. }) =
+            net.endpoints.insert(node.to_string(), Endpoint::DeadNode)
+        {
             core.timers.cancel();
             core.cancel.cancel();
         }
@@ -497,7 +577,9 @@ impl Drop for Sim {
     fn drop(&mut self) {
         if std::thread::panicking() {
             let seed = self.seed();
-            eprintln!("maelnode sim: this run used seed {seed}; replay it with MAELNODE_SEED={seed}");
+            eprintln!(
+                "maelnode sim: this run used seed {seed}; replay it with MAELNODE_SEED={seed}"
+            );
         }
         for task in self.inner.tasks.lock().expect("tasks lock").drain(..) {
             task.abort();
@@ -549,7 +631,12 @@ impl Client {
     /// ```
     /// # async fn f(sim: maelnode::sim::Sim) { let _ = sim.client().call_timeout("n0", serde_json::json!({"type": "read"}), std::time::Duration::from_secs(1)).await; }
     /// ```
-    pub async fn call_timeout(&self, dest: &str, mut body: Value, timeout: Duration) -> Result<Message, Error> {
+    pub async fn call_timeout(
+        &self,
+        dest: &str,
+        mut body: Value,
+        timeout: Duration,
+    ) -> Result<Message, Error> {
         let Some(map) = body.as_object_mut() else {
             return Err(Error::malformed("a request body must be a JSON object"));
         };
@@ -567,9 +654,15 @@ impl Client {
         };
         let env = match tokio::time::timeout(timeout, wait).await {
             Ok(Some(env)) => env,
-            _ => return Err(Error::timeout(format!("{} got no reply from {dest} within {timeout:?}", self.id))),
+            _ => {
+                return Err(Error::timeout(format!(
+                    "{} got no reply from {dest} within {timeout:?}",
+                    self.id
+                )));
+            }
         };
-        let line = serde_json::json!({"src": env.src, "dest": env.dest, "body": env.body}).to_string();
+        let line =
+            serde_json::json!({"src": env.src, "dest": env.dest, "body": env.body}).to_string();
         let reply = Message::parse(line.as_bytes()).map_err(Error::malformed)?;
         if reply.msg_type() == "error" {
             return Err(Error::from_body(reply.body_json()));
@@ -588,11 +681,20 @@ impl Client {
 
     async fn init(&self, node: &str, node_ids: &[String]) -> Result<(), Error> {
         let body = serde_json::json!({"type": "init", "node_id": node, "node_ids": node_ids});
-        let reply = self.call_timeout(node, body, INIT_TIMEOUT).await.map_err(|e| {
-            Error::new(ErrorCode::Crash, format!("node {node} did not answer init with init_ok: {e}"))
-        })?;
+        let reply = self
+            .call_timeout(node, body, INIT_TIMEOUT)
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorCode::Crash,
+                    format!("node {node} did not answer init with init_ok: {e}"),
+                )
+            })?;
         if reply.msg_type() != "init_ok" {
-            return Err(Error::crash(format!("node {node} answered init with {}", reply.body_raw())));
+            return Err(Error::crash(format!(
+                "node {node} answered init with {}",
+                reply.body_raw()
+            )));
         }
         Ok(())
     }

@@ -140,7 +140,10 @@ pub struct SimStats {
 pub(crate) type Rule = Box<dyn Fn(&Envelope) -> bool + Send>;
 
 pub(crate) enum Endpoint {
-    Node { input: mpsc::UnboundedSender<String>, core: Arc<Core> },
+    Node {
+        input: mpsc::UnboundedSender<String>,
+        core: Arc<Core>,
+    },
     DeadNode,
     Client(mpsc::UnboundedSender<Envelope>),
     Service(Box<dyn Service>),
@@ -190,8 +193,16 @@ impl Net {
         }
     }
 
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
     fn record(&mut self, kind: TraceKind, message: &Envelope) {
-        self.trace.push(TraceEvent { time: self.start.elapsed(), kind, message: message.clone() });
+        self.trace.push(TraceEvent {
+            time: self.start.elapsed(),
+            kind,
+            message: message.clone(),
+        });
     }
 
     fn sample_latency(&mut self, src: &str, dest: &str) -> Duration {
@@ -220,10 +231,19 @@ impl Net {
     pub(crate) fn send(&mut self, src: &str, dest: &str, body: Value) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        let env = Envelope { id, src: src.to_string(), dest: dest.to_string(), body };
+        let env = Envelope {
+            id,
+            src: src.to_string(),
+            dest: dest.to_string(),
+            body,
+        };
         self.stats.sent += 1;
         if src.starts_with('c') {
-            *self.stats.client_ops.entry(env.msg_type().to_string()).or_default() += 1;
+            *self
+                .stats
+                .client_ops
+                .entry(env.msg_type().to_string())
+                .or_default() += 1;
         }
         let is_node = |id: &str| !id.starts_with('c') && ServiceKind::from_id(id).is_none();
         if is_node(src) && is_node(dest) {
@@ -258,7 +278,10 @@ impl Net {
 
     /// Delivers one message: applies partitions and rules, then hands it to its endpoint.
     pub(crate) fn deliver(&mut self, env: Envelope) {
-        let cut = self.partitions.get(&env.dest).is_some_and(|srcs| srcs.contains(&env.src));
+        let cut = self
+            .partitions
+            .get(&env.dest)
+            .is_some_and(|srcs| srcs.contains(&env.src));
         if cut {
             return self.drop_msg(env, "partition");
         }
