@@ -1,0 +1,347 @@
+//! EDN values and their printing: `results.edn` and `history.edn` are read by people and by
+//! their scripts (`grep ':msgs-per-op' results.edn`), so the layout follows the original's.
+//!
+//! Hand-written because the only output needed is a small pretty-printer with the original's
+//! line-breaking rules and a JSON mirror (spec §2.g), which EDN crates do not offer.
+
+use std::fmt::Write;
+
+/// An EDN value. Maps keep insertion order, which is the order results are printed in.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Edn {
+    /// `nil`
+    Nil,
+    /// `true` / `false`
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// An unsigned integer too large for `Int` (seeds).
+    UInt(u64),
+    /// A float, printed in shortest round-trip form.
+    Float(f64),
+    /// A string.
+    Str(String),
+    /// A keyword, stored without its colon.
+    Keyword(String),
+    /// `[…]`
+    Vector(Vec<Edn>),
+    /// `#{…}`
+    Set(Vec<Edn>),
+    /// `{…}` in insertion order.
+    Map(Vec<(Edn, Edn)>),
+}
+
+/// Builds a keyword.
+pub fn kw(name: &str) -> Edn {
+    Edn::Keyword(name.to_string())
+}
+
+/// Builds a map with keyword keys, in the given order.
+pub fn map<const N: usize>(entries: [(&str, Edn); N]) -> Edn {
+    Edn::Map(entries.into_iter().map(|(k, v)| (kw(k), v)).collect())
+}
+
+/// Widest line the printer aims for.
+const WIDTH: usize = 100;
+
+impl Edn {
+    /// Appends an entry with a keyword key (no-op on non-maps).
+    pub fn push(&mut self, key: &str, value: Edn) {
+        if let Edn::Map(entries) = self {
+            entries.push((kw(key), value));
+        }
+    }
+
+    /// Looks up a keyword key in a map.
+    pub fn get(&self, key: &str) -> Option<&Edn> {
+        match self {
+            Edn::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| matches!(k, Edn::Keyword(n) if n == key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// Converts JSON received from a node: objects become maps with keyword keys.
+    pub fn from_json(v: &serde_json::Value) -> Edn {
+        use serde_json::Value;
+        match v {
+            Value::Null => Edn::Nil,
+            Value::Bool(b) => Edn::Bool(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Edn::Int(i),
+                None => n
+                    .as_f64()
+                    .map_or_else(|| Edn::Str(n.to_string()), Edn::Float),
+            },
+            Value::String(s) => Edn::Str(s.clone()),
+            Value::Array(a) => Edn::Vector(a.iter().map(Edn::from_json).collect()),
+            Value::Object(o) => Edn::Map(
+                o.iter()
+                    .map(|(k, v)| (keyword_or_string(k), Edn::from_json(v)))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The JSON mirror (spec §2.g): keywords become strings without the colon, non-string map
+    /// keys their EDN text, sets sorted arrays, `nil` null.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            Edn::Nil => Value::Null,
+            Edn::Bool(b) => Value::Bool(*b),
+            Edn::Int(i) => Value::from(*i),
+            Edn::UInt(u) => Value::from(*u),
+            Edn::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+            Edn::Str(s) | Edn::Keyword(s) => Value::String(s.clone()),
+            Edn::Vector(v) => Value::Array(v.iter().map(Edn::to_json).collect()),
+            Edn::Set(v) => {
+                let mut items: Vec<Value> = v.iter().map(Edn::to_json).collect();
+                items.sort_by_key(|a| a.to_string());
+                Value::Array(items)
+            }
+            Edn::Map(entries) => {
+                let mut m = serde_json::Map::new();
+                for (k, v) in entries {
+                    let key = match k {
+                        Edn::Str(s) | Edn::Keyword(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    m.insert(key, v.to_json());
+                }
+                Value::Object(m)
+            }
+        }
+    }
+
+    fn is_scalar(&self) -> bool {
+        !matches!(self, Edn::Vector(_) | Edn::Set(_) | Edn::Map(_))
+    }
+
+    /// Pretty-prints with the original's layout: a collection that fits in the remaining width
+    /// stays on one line; otherwise a map breaks one entry per line, and a key and its scalar
+    /// value never split.
+    pub fn pretty(&self) -> String {
+        let mut out = String::new();
+        self.pretty_into(&mut out, 0);
+        out
+    }
+
+    fn pretty_into(&self, out: &mut String, indent: usize) {
+        let flat = self.to_string();
+        if self.is_scalar() || indent + flat.len() <= WIDTH {
+            out.push_str(&flat);
+            return;
+        }
+        match self {
+            Edn::Map(entries) => {
+                out.push('{');
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(",\n");
+                        out.push_str(&" ".repeat(indent + 1));
+                    }
+                    let key = k.to_string();
+                    out.push_str(&key);
+                    out.push(' ');
+                    v.pretty_into(out, indent + 1 + key.len() + 1);
+                }
+                out.push('}');
+            }
+            Edn::Vector(items) | Edn::Set(items) => {
+                let open = if matches!(self, Edn::Set(_)) {
+                    "#{"
+                } else {
+                    "["
+                };
+                let close = if matches!(self, Edn::Set(_)) {
+                    '}'
+                } else {
+                    ']'
+                };
+                // Scalars fill each line; a collection starts a line of its own.
+                out.push_str(open);
+                let inner = indent + open.len();
+                let mut col = inner;
+                for (i, item) in items.iter().enumerate() {
+                    let text = item.to_string();
+                    if i > 0 {
+                        if item.is_scalar() && col + 1 + text.len() <= WIDTH {
+                            out.push(' ');
+                            col += 1;
+                        } else {
+                            out.push('\n');
+                            out.push_str(&" ".repeat(inner));
+                            col = inner;
+                        }
+                    }
+                    let before = out.len();
+                    item.pretty_into(out, col);
+                    let written = &out[before..];
+                    col = match written.rfind('\n') {
+                        Some(nl) => written.len() - nl - 1,
+                        None => col + written.len(),
+                    };
+                }
+                out.push(close);
+            }
+            _ => out.push_str(&flat),
+        }
+    }
+}
+
+/// A JSON object key as an EDN keyword when it is a plain identifier, else as a string.
+fn keyword_or_string(k: &str) -> Edn {
+    let plain = !k.is_empty()
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_?!*+.<>=".contains(c));
+    if plain {
+        kw(k)
+    } else {
+        Edn::Str(k.to_string())
+    }
+}
+
+fn write_float(f: &mut std::fmt::Formatter<'_>, x: f64) -> std::fmt::Result {
+    if x.is_nan() {
+        write!(f, "##NaN")
+    } else if x.is_infinite() {
+        write!(f, "{}", if x > 0.0 { "##Inf" } else { "##-Inf" })
+    } else if x.fract() == 0.0 && x.abs() < 1e16 {
+        write!(f, "{x:.1}")
+    } else {
+        write!(f, "{x}")
+    }
+}
+
+impl std::fmt::Display for Edn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Edn::Nil => write!(f, "nil"),
+            Edn::Bool(b) => write!(f, "{b}"),
+            Edn::Int(i) => write!(f, "{i}"),
+            Edn::UInt(u) => write!(f, "{u}"),
+            Edn::Float(x) => write_float(f, *x),
+            Edn::Str(s) => {
+                let mut out = String::with_capacity(s.len() + 2);
+                out.push('"');
+                for c in s.chars() {
+                    match c {
+                        '"' => out.push_str("\\\""),
+                        '\\' => out.push_str("\\\\"),
+                        '\n' => out.push_str("\\n"),
+                        '\t' => out.push_str("\\t"),
+                        '\r' => out.push_str("\\r"),
+                        c => out.push(c),
+                    }
+                }
+                out.push('"');
+                f.write_str(&out)
+            }
+            Edn::Keyword(k) => write!(f, ":{k}"),
+            Edn::Vector(v) => write_seq(f, "[", "]", v, " "),
+            Edn::Set(v) => write_seq(f, "#{", "}", v, " "),
+            Edn::Map(entries) => {
+                f.write_char('{')?;
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{k} {v}")?;
+                }
+                f.write_char('}')
+            }
+        }
+    }
+}
+
+fn write_seq(
+    f: &mut std::fmt::Formatter<'_>,
+    open: &str,
+    close: &str,
+    items: &[Edn],
+    sep: &str,
+) -> std::fmt::Result {
+    f.write_str(open)?;
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            f.write_str(sep)?;
+        }
+        write!(f, "{item}")?;
+    }
+    f.write_str(close)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scalars_and_collections_print_as_edn() {
+        let v = map([
+            ("valid?", Edn::Bool(true)),
+            ("ok-fraction", Edn::Float(0.9995)),
+            ("count", Edn::Int(3)),
+            (
+                "by-node",
+                Edn::Map(vec![(Edn::Str("n1".into()), Edn::Set(vec![kw("killed")]))]),
+            ),
+            (
+                "q",
+                Edn::Map(vec![
+                    (Edn::Float(0.5), Edn::Int(310)),
+                    (Edn::Int(1), Edn::Nil),
+                ]),
+            ),
+            ("s", Edn::Str("a \"b\"\n".into())),
+        ]);
+        assert_eq!(
+            v.to_string(),
+            r#"{:valid? true, :ok-fraction 0.9995, :count 3, :by-node {"n1" #{:killed}}, :q {0.5 310, 1 nil}, :s "a \"b\"\n"}"#
+        );
+        assert_eq!(Edn::Float(2.0).to_string(), "2.0");
+    }
+
+    #[test]
+    fn wide_maps_break_one_entry_per_line_keeping_scalars_on_their_key_line() {
+        let inner: Vec<(Edn, Edn)> = (0..12)
+            .map(|i| (kw(&format!("key-number-{i}")), Edn::Int(i)))
+            .collect();
+        let v = map([("workload", Edn::Map(inner)), ("valid?", Edn::Bool(true))]);
+        let text = v.pretty();
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(":key-number-5 5")),
+            "{text}"
+        );
+        assert!(text.lines().any(|l| l == " :valid? true}"), "{text}");
+        assert!(text.lines().all(|l| l.len() <= 100), "{text}");
+    }
+
+    #[test]
+    fn json_mirror_follows_the_spec() {
+        let v = map([
+            ("valid?", kw("unknown")),
+            ("q", Edn::Map(vec![(Edn::Float(0.5), Edn::Int(1))])),
+            ("s", Edn::Set(vec![Edn::Int(3), Edn::Int(1)])),
+            ("n", Edn::Nil),
+        ]);
+        assert_eq!(
+            v.to_json(),
+            serde_json::json!({"valid?": "unknown", "q": {"0.5": 1}, "s": [1, 3], "n": null})
+        );
+    }
+
+    #[test]
+    fn json_objects_get_keyword_keys_when_they_can() {
+        let e =
+            Edn::from_json(&serde_json::json!({"type": "echo_ok", "in_reply_to": 1, "a b": 1.5}));
+        assert_eq!(
+            e.to_string(),
+            r#"{"a b" 1.5, :in_reply_to 1, :type "echo_ok"}"#
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! The history: every client and nemesis operation, as invocation and completion, in the
+//! order they happened, written as `history.edn` (Jepsen's op maps) and `history.txt`.
+
+use crate::edn::{Edn, kw};
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use tokio::time::Instant;
+
+/// An operation's type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpType {
+    /// The operation started.
+    Invoke,
+    /// It happened.
+    Ok,
+    /// It did not happen.
+    Fail,
+    /// It may or may not have happened.
+    Info,
+}
+
+impl OpType {
+    /// The keyword name.
+    pub fn name(self) -> &'static str {
+        match self {
+            OpType::Invoke => "invoke",
+            OpType::Ok => "ok",
+            OpType::Fail => "fail",
+            OpType::Info => "info",
+        }
+    }
+}
+
+/// Who performed an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Process {
+    /// A client process; a worker thread becomes a new process after an `:info` result.
+    Client(u64),
+    /// The fault injector.
+    Nemesis,
+}
+
+/// One history entry.
+#[derive(Clone, Debug)]
+pub struct Op {
+    /// Invoke, ok, fail or info.
+    pub op_type: OpType,
+    /// The function, a keyword name such as `read`.
+    pub f: &'static str,
+    /// The argument (invocation) or result (completion).
+    pub value: Edn,
+    /// Nanoseconds since the test started.
+    pub time: u64,
+    /// Who did it.
+    pub process: Process,
+    /// Position in the history.
+    pub index: u64,
+    /// Why it failed, for fail and info completions.
+    pub error: Option<Edn>,
+    /// Whether it belongs to the final phase.
+    pub is_final: bool,
+}
+
+impl Op {
+    /// The op as Jepsen's EDN map, keys in the original's order.
+    pub fn to_edn(&self) -> Edn {
+        let mut m = Edn::Map(vec![]);
+        m.push("type", kw(self.op_type.name()));
+        m.push("f", kw(self.f));
+        m.push("value", self.value.clone());
+        m.push("time", Edn::Int(self.time as i64));
+        m.push(
+            "process",
+            match self.process {
+                Process::Client(p) => Edn::Int(p as i64),
+                Process::Nemesis => kw("nemesis"),
+            },
+        );
+        m.push("index", Edn::Int(self.index as i64));
+        if let Some(e) = &self.error {
+            m.push("error", e.clone());
+        }
+        if self.is_final {
+            m.push("final?", Edn::Bool(true));
+        }
+        m
+    }
+
+    /// Whether this is a client (not nemesis) operation.
+    pub fn is_client(&self) -> bool {
+        matches!(self.process, Process::Client(_))
+    }
+}
+
+/// The history being recorded; shared by workers and the nemesis.
+pub struct History {
+    start: Instant,
+    ops: Mutex<Vec<Op>>,
+}
+
+impl History {
+    /// An empty history whose clock starts at `start`.
+    pub fn new(start: Instant) -> History {
+        History {
+            start,
+            ops: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Nanoseconds since the test started.
+    pub fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    /// Appends an operation, stamping its time and index.
+    pub fn record(
+        &self,
+        op_type: OpType,
+        f: &'static str,
+        value: Edn,
+        process: Process,
+        error: Option<Edn>,
+        is_final: bool,
+    ) {
+        let mut ops = self.ops.lock().expect("history lock");
+        let index = ops.len() as u64;
+        ops.push(Op {
+            op_type,
+            f,
+            value,
+            time: self.now(),
+            process,
+            index,
+            error,
+            is_final,
+        });
+    }
+
+    /// Counts of completed client operations: (ok, fail, info).
+    pub fn completion_counts(&self) -> (u64, u64, u64) {
+        let ops = self.ops.lock().expect("history lock");
+        let mut c = (0, 0, 0);
+        for op in ops.iter().filter(|o| o.is_client()) {
+            match op.op_type {
+                OpType::Ok => c.0 += 1,
+                OpType::Fail => c.1 += 1,
+                OpType::Info => c.2 += 1,
+                OpType::Invoke => {}
+            }
+        }
+        c
+    }
+
+    /// A copy of every operation so far.
+    pub fn snapshot(&self) -> Vec<Op> {
+        self.ops.lock().expect("history lock").clone()
+    }
+}
+
+/// `history.edn`: a vector of op maps, one per line.
+pub fn to_edn_text(ops: &[Op]) -> String {
+    let mut out = String::from("[");
+    for (i, op) in ops.iter().enumerate() {
+        if i > 0 {
+            out.push_str("\n ");
+        }
+        let _ = write!(out, "{}", op.to_edn());
+    }
+    out.push_str("]\n");
+    out
+}
+
+/// `history.txt`: tab-separated `process type f value error`, one op per line.
+pub fn to_txt(ops: &[Op]) -> String {
+    let mut out = String::new();
+    for op in ops {
+        let process = match op.process {
+            Process::Client(p) => p.to_string(),
+            Process::Nemesis => ":nemesis".into(),
+        };
+        let error = op.error.as_ref().map(Edn::to_string).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{process}\t:{}\t:{}\t{}\t{error}",
+            op.op_type.name(),
+            op.f,
+            op.value
+        );
+    }
+    out
+}
+
+/// Pairs each client invocation with its completion (by process), in invocation order.
+/// An invocation without completion (the test ended first) gets `None`.
+pub fn pairs(ops: &[Op]) -> Vec<(&Op, Option<&Op>)> {
+    let mut open: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+    let mut out: Vec<(&Op, Option<&Op>)> = Vec::new();
+    for op in ops {
+        let Process::Client(p) = op.process else {
+            continue;
+        };
+        if op.op_type == OpType::Invoke {
+            open.insert(p, out.len());
+            out.push((op, None));
+        } else if let Some(i) = open.remove(&p) {
+            out[i].1 = Some(op);
+        }
+    }
+    out
+}

@@ -1,0 +1,45 @@
+//! `maelstrom`: a JVM-free Maelstrom. Runs a node program (any language, unmodified) as
+//! several processes over a simulated network, drives them with a workload, and checks the
+//! history. The binary (`src/main.rs`) is a thin shell over this library.
+//!
+//! Data flows one way: [`cli`] resolves options → [`runner`] starts the [`net`], the
+//! [`cluster`] of node processes and [`client`]s, drives a [`workload`] under the [`nemesis`],
+//! records the [`history`] → the workload's checker and the shared [`checker`]s judge it →
+//! results, [`plots`] and the [`store`].
+
+pub mod checker;
+pub mod cli;
+pub mod client;
+pub mod cluster;
+pub mod console;
+pub mod edn;
+pub mod history;
+pub mod nemesis;
+pub mod net;
+pub mod plots;
+pub mod preflight;
+pub mod runner;
+pub mod store;
+pub mod workload;
+
+/// Workloads this build runs (the others arrive with the consistency checkers).
+pub const IMPLEMENTED_WORKLOADS: [&str; 6] = [
+    "broadcast",
+    "echo",
+    "g-counter",
+    "g-set",
+    "pn-counter",
+    "unique-ids",
+];
+
+/// The final console line for a validity, and the exit code (spec §7.5).
+pub fn banner(valid: &edn::Edn) -> (&'static str, i32) {
+    match valid {
+        edn::Edn::Bool(true) => ("Everything looks good! ヽ(‘ー`)ノ", 0),
+        edn::Edn::Bool(false) => ("Analysis invalid! (ﾉಥ益ಥ）ﾉ ┻━┻", 1),
+        _ => (
+            "Errors occurred during analysis, but no anomalies found. ಠ~ಠ",
+            2,
+        ),
+    }
+}

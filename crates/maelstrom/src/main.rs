@@ -1,0 +1,75 @@
+//! The `maelstrom` command: parses the command line and runs tests; see the library docs.
+
+use clap::Parser;
+use maelstrom::cli::{Cli, Command};
+use maelstrom::edn::Edn;
+
+const COMMANDS: &str = "Commands: test, analyze, check, serve, demo, doc";
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                _ => 254,
+            };
+            let _ = e.print();
+            if matches!(
+                e.kind(),
+                ErrorKind::InvalidSubcommand | ErrorKind::MissingSubcommand
+            ) {
+                eprintln!("{COMMANDS}");
+            }
+            std::process::exit(code);
+        }
+    };
+    let args = match cli.command {
+        Command::Test(args) => args,
+        _ => {
+            eprintln!(
+                "This command is not available in this build yet; `maelstrom test` is.\n{COMMANDS}"
+            );
+            std::process::exit(254);
+        }
+    };
+    let cfg = match args.resolve(argv) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("{}", e.0);
+            std::process::exit(254);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut last = Edn::Bool(true);
+    for i in 0..cfg.test_count {
+        let seed = cfg.seed.wrapping_add(i);
+        match runtime.block_on(maelstrom::runner::run(&cfg, seed)) {
+            Err(fatal) => {
+                println!(
+                    "Oh jeez, I'm sorry, Maelstrom broke. Here's why:\n{}",
+                    fatal.0
+                );
+                std::process::exit(255);
+            }
+            Ok(verdict) => {
+                last = verdict.valid;
+                if last != Edn::Bool(true) {
+                    break;
+                }
+            }
+        }
+    }
+    let (line, code) = maelstrom::banner(&last);
+    println!("\n{line}");
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    std::process::exit(code);
+}

@@ -1,0 +1,651 @@
+//! One test, start to finish (spec §4.3, §6): store, services, nodes and `init`, per-node setup,
+//! workers driven by the seeded schedule, the nemesis, the final phase, teardown, analysis,
+//! and the files of the store.
+
+use crate::checker::{self, merge_valid};
+use crate::cli::TestConfig;
+use crate::client::Client;
+use crate::cluster::{Cluster, NodeSpec};
+use crate::console::Console;
+use crate::edn::{Edn, kw, map};
+use crate::history::{self, History, OpType, Process};
+use crate::nemesis::{Nemesis, World};
+use crate::net::{Net, NetConfig};
+use crate::plots;
+use crate::workload::{self, Invocation, Workload, WorkloadOptions};
+use maelstrom_services::seed;
+use rand::Rng;
+use serde_json::{Map, Value, json};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Every workload RPC's timeout (spec §6.3).
+const RPC_TIMEOUT: Duration = Duration::from_millis(5_000);
+/// The wait before the final phase.
+const RECOVERY: Duration = Duration::from_secs(10);
+
+/// Why a test could not run to analysis (exit 255).
+#[derive(Debug)]
+pub struct Fatal(pub String);
+
+/// What a finished test decided.
+pub struct Verdict {
+    /// `:valid?` of the results.
+    pub valid: Edn,
+}
+
+/// The worker side of an operation's outcome.
+struct Shared {
+    workload: Box<dyn Workload>,
+    history: Arc<History>,
+    net: Arc<Net>,
+    console: Arc<Console>,
+    concurrency: u64,
+}
+
+/// One client thread, bound to one node for the whole test.
+struct Worker {
+    node: String,
+    /// The thread's current process id; the dispatcher reads it to record the invocation.
+    process: Arc<AtomicU64>,
+    client: Client,
+}
+
+/// Hands operations to worker threads. The invocation is recorded here, at dispatch, so the
+/// history's order of invocations is the schedule's order whatever the threads' timing.
+struct Dispatcher {
+    history: Arc<History>,
+    op_txs: Vec<mpsc::UnboundedSender<(Invocation, bool)>>,
+    processes: Vec<Arc<AtomicU64>>,
+}
+
+impl Dispatcher {
+    fn dispatch(&self, thread: usize, inv: Invocation, is_final: bool) {
+        let process = Process::Client(self.processes[thread].load(Ordering::SeqCst));
+        self.history.record(
+            OpType::Invoke,
+            inv.f,
+            inv.value.clone(),
+            process,
+            None,
+            is_final,
+        );
+        let _ = self.op_txs[thread].send((inv, is_final));
+    }
+}
+
+impl Worker {
+    /// Performs an operation whose invocation the dispatcher recorded; records its completion.
+    async fn perform(&mut self, inv: &Invocation, is_final: bool, sh: &Shared) {
+        let proc_ = Process::Client(self.process.load(Ordering::SeqCst));
+        let reply = self
+            .client
+            .rpc(&self.node, inv.body.clone(), RPC_TIMEOUT)
+            .await;
+        let idempotent = sh.workload.idempotent().contains(&inv.f);
+        let never_fails = sh.workload.never_fails();
+        let soft_fail = |definite: bool| {
+            if never_fails {
+                OpType::Info
+            } else if definite || idempotent {
+                OpType::Fail
+            } else {
+                OpType::Info
+            }
+        };
+        let (t, value, error) = match reply {
+            None => (soft_fail(false), inv.value.clone(), Some(kw("net-timeout"))),
+            Some(r) if r.get("type").and_then(Value::as_str) == Some("error") => {
+                let code = r.get("code").and_then(Value::as_u64);
+                let (name, definite) = error_name(code);
+                let text = r
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                (
+                    soft_fail(definite),
+                    inv.value.clone(),
+                    Some(Edn::Vector(vec![kw(name), Edn::Str(text)])),
+                )
+            }
+            Some(r) => match sh.workload.complete(inv, &r) {
+                Ok(v) => (OpType::Ok, v, None),
+                Err(reason) => {
+                    sh.console.warn(format!(
+                        "Malformed RPC response. Request: {} Reply: {} Rule: {reason}",
+                        Value::Object(inv.body.clone()),
+                        Value::Object(r)
+                    ));
+                    (
+                        OpType::Info,
+                        inv.value.clone(),
+                        Some(Edn::Vector(vec![
+                            kw("malformed-response"),
+                            Edn::Str(reason),
+                        ])),
+                    )
+                }
+            },
+        };
+        sh.history.record(t, inv.f, value, proc_, error, is_final);
+        if t == OpType::Info {
+            self.process.fetch_add(sh.concurrency, Ordering::SeqCst);
+            if !sh.workload.reusable_clients() {
+                let fresh = Client::open(&sh.net);
+                std::mem::replace(&mut self.client, fresh).close();
+            }
+        }
+    }
+}
+
+/// Maelstrom's error names and definiteness (spec §3.4); unknown codes are indefinite.
+fn error_name(code: Option<u64>) -> (&'static str, bool) {
+    match code {
+        Some(0) => ("timeout", false),
+        Some(1) => ("node-not-found", true),
+        Some(10) => ("not-supported", true),
+        Some(11) => ("temporarily-unavailable", true),
+        Some(12) => ("malformed-request", true),
+        Some(13) => ("crash", false),
+        Some(14) => ("abort", true),
+        Some(20) => ("key-does-not-exist", true),
+        Some(21) => ("key-already-exists", true),
+        Some(22) => ("precondition-failed", true),
+        Some(30) => ("txn-conflict", true),
+        _ => ("unknown", false),
+    }
+}
+
+/// What the nemesis acts on.
+struct TestWorld {
+    cluster: Arc<Cluster>,
+    net: Arc<Net>,
+    console: Arc<Console>,
+    setup: HashMap<String, Map<String, Value>>,
+}
+
+impl World for TestWorld {
+    fn partition(&self, grudge: HashMap<String, HashSet<String>>) {
+        if grudge.is_empty() {
+            self.net.heal()
+        } else {
+            self.net.set_partitions(grudge)
+        }
+    }
+    fn loss(&self, p: Option<f64>) {
+        self.net.set_loss(p);
+    }
+    fn kill(&self, node: &str) {
+        self.cluster.kill(node);
+    }
+    fn restart<'a>(&'a self, node: &'a str) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let client = Client::open(&self.net);
+            if let Err(e) = self.cluster.start(node, client).await {
+                self.console.warn(format!("Restarting {node} failed: {e}"));
+                return;
+            }
+            if let Some(body) = self.setup.get(node) {
+                let mut c = Client::open(&self.net);
+                if c.rpc(node, body.clone(), RPC_TIMEOUT).await.is_none() {
+                    self.console.warn(format!(
+                        "{node} did not acknowledge its setup message after restarting"
+                    ));
+                }
+                c.close();
+            }
+        })
+    }
+    fn pause(&self, node: &str) {
+        self.cluster.pause(node);
+    }
+    fn resume(&self, node: &str) {
+        self.cluster.resume(node);
+    }
+}
+
+/// Raises the soft descriptor limit to the hard one; fails if three pipes per node cannot fit.
+fn raise_fd_limit(nodes: usize) -> Result<(), Fatal> {
+    // SAFETY: plain getrlimit/setrlimit on this process.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            let need = (nodes as u64) * 3 + 256;
+            if lim.rlim_cur < need {
+                return Err(Fatal(format!(
+                    "{nodes} nodes need about {need} file descriptors, but the limit is {}; raise it (ulimit -Hn) or use fewer nodes",
+                    lim.rlim_cur
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs one test with `seed` and writes its store directory.
+pub async fn run(cfg: &TestConfig, seed: u64) -> Result<Verdict, Fatal> {
+    let console = Arc::new(Console::new(cfg.progress));
+    let dir = crate::store::create(&cfg.store, &cfg.workload).map_err(|e| {
+        Fatal(format!(
+            "cannot create the store under {}: {e}",
+            cfg.store.display()
+        ))
+    })?;
+    console
+        .log_to(&dir.join("jepsen.log"))
+        .map_err(|e| Fatal(format!("cannot write jepsen.log: {e}")))?;
+    console.info(format!("Seed: {seed} (re-run with --seed {seed})"));
+    console.info(format!("Test directory: {}", dir.display()));
+    raise_fd_limit(cfg.nodes.len())?;
+    write_test_json(cfg, seed, &dir)?;
+
+    let opts = WorkloadOptions {
+        topology: cfg.topology,
+        nodes: cfg.nodes.clone(),
+    };
+    let workload = workload::by_name(&cfg.workload, &opts)
+        .ok_or_else(|| Fatal(format!("workload {} is not available", cfg.workload)))?;
+    let start = Instant::now();
+    let history = Arc::new(History::new(start));
+    let net = Net::new(
+        NetConfig {
+            seed,
+            latency_ms: cfg.latency,
+            dist: cfg.latency_dist,
+            log_send: cfg.log_net_send,
+            log_recv: cfg.log_net_recv,
+        },
+        Arc::clone(&console),
+    );
+    console.info("Starting services: (lin-kv lin-tso lww-kv seq-kv)");
+    let delivery = tokio::spawn(Arc::clone(&net).deliver_forever());
+    let clock = {
+        let h = Arc::clone(&history);
+        Arc::new(move || h.now()) as Arc<dyn Fn() -> u64 + Send + Sync>
+    };
+    let spec = NodeSpec {
+        bin: cfg.bin.clone(),
+        args: cfg.args.clone(),
+        cwd: cfg.node_cwd.clone(),
+        log_dir: dir.join("node-logs"),
+        log_stderr: cfg.log_stderr,
+    };
+    let cluster = Cluster::new(
+        spec,
+        cfg.nodes.clone(),
+        Arc::clone(&net),
+        Arc::clone(&console),
+        clock,
+    );
+
+    let outcome = tokio::select! {
+        r = drive(cfg, seed, &console, &net, &cluster, &history, workload.as_ref(), start) => r,
+        _ = tokio::signal::ctrl_c() => Err(Fatal("interrupted (Ctrl-C); the history so far is saved, analysis skipped".into())),
+    };
+    console.finish_progress();
+    cluster.teardown().await;
+    delivery.abort();
+    let ops = history.snapshot();
+    write_file(&dir.join("history.edn"), &history::to_edn_text(&ops))?;
+    write_file(&dir.join("history.txt"), &history::to_txt(&ops))?;
+    outcome?;
+
+    console.info("Analyzing...");
+    let analysis_start = std::time::Instant::now();
+    let workload_result =
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| workload.check(&ops))) {
+            Ok(r) => r,
+            Err(p) => {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                map([("valid?", checker::unknown()), ("error", Edn::Str(msg))])
+            }
+        };
+    if analysis_start.elapsed() > Duration::from_secs(1) {
+        console.info(format!(
+            "The {} checker took {:.1} s",
+            cfg.workload,
+            analysis_start.elapsed().as_secs_f64()
+        ));
+    }
+    let perf = plots::write_all(&dir, &ops, cfg.time_limit)
+        .map_err(|e| Fatal(format!("cannot write plots: {e}")))?;
+    let crashes = cluster.crashes();
+    let mut results = Edn::Map(vec![]);
+    results.push("perf", perf);
+    results.push("timeline", map([("valid?", Edn::Bool(true))]));
+    results.push("exceptions", map([("valid?", Edn::Bool(true))]));
+    results.push("stats", checker::stats(&ops));
+    results.push(
+        "availability",
+        checker::availability(&ops, cfg.availability),
+    );
+    results.push("net", checker::net(&net.stats(), &ops));
+    results.push("workload", workload_result);
+    if !crashes.is_empty() {
+        let m = crashes
+            .iter()
+            .map(|c| {
+                (
+                    Edn::Str(c.node.clone()),
+                    map([
+                        ("exit", Edn::Int(c.exit)),
+                        ("time", Edn::Int(c.time as i64)),
+                    ]),
+                )
+            })
+            .collect();
+        results.push("crashed", Edn::Map(m));
+    }
+    results.push("seed", Edn::UInt(seed));
+    let parts: Vec<Edn> = match &results {
+        Edn::Map(entries) => entries
+            .iter()
+            .filter_map(|(_, v)| v.get("valid?").cloned())
+            .collect(),
+        _ => vec![],
+    };
+    let valid = if crashes.is_empty() {
+        merge_valid(&parts)
+    } else {
+        Edn::Bool(false)
+    };
+    results.push("valid?", valid.clone());
+
+    let dropped = net.stats().dropped;
+    for (node, reasons) in &dropped {
+        let list: Vec<String> = reasons
+            .iter()
+            .map(|(r, n)| format!("{n} {}", r.name()))
+            .collect();
+        console.warn(format!(
+            "Node {node}: dropped output lines: {}",
+            list.join(", ")
+        ));
+    }
+    let text = results.pretty();
+    write_file(&dir.join("results.edn"), &format!("{text}\n"))?;
+    let json = serde_json::to_string_pretty(&results.to_json()).expect("json");
+    write_file(&dir.join("results.json"), &format!("{json}\n"))?;
+    console.print(&text);
+    Ok(Verdict { valid })
+}
+
+/// Everything between `init` and teardown; returns early with the reason if setup fails.
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    cfg: &TestConfig,
+    seed: u64,
+    console: &Arc<Console>,
+    net: &Arc<Net>,
+    cluster: &Arc<Cluster>,
+    history: &Arc<History>,
+    workload: &dyn Workload,
+    start: Instant,
+) -> Result<(), Fatal> {
+    // init: client c<i> serves nodes[i].
+    let mut inits = tokio::task::JoinSet::new();
+    for id in &cfg.nodes {
+        let client = Client::open(net);
+        let (cluster, id) = (Arc::clone(cluster), id.clone());
+        inits.spawn(async move { cluster.start(&id, client).await });
+    }
+    while let Some(r) = inits.join_next().await {
+        r.map_err(|e| Fatal(format!("node start-up task failed: {e}")))?
+            .map_err(Fatal)?;
+    }
+    console.info(format!("All {} nodes answered init", cfg.nodes.len()));
+
+    // Per-node setup from clients c<N>..c<2N-1>.
+    let setup: HashMap<String, Map<String, Value>> = cfg
+        .nodes
+        .iter()
+        .filter_map(|n| workload.setup(n).map(|b| (n.clone(), b)))
+        .collect();
+    let mut setups = tokio::task::JoinSet::new();
+    for id in &cfg.nodes {
+        let mut client = Client::open(net);
+        let (id, body) = (id.clone(), setup.get(id).cloned());
+        setups.spawn(async move {
+            let r = match body {
+                None => Ok(()),
+                Some(body) => {
+                    let t = body
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    match client.rpc(&id, body, RPC_TIMEOUT).await {
+                        Some(r)
+                            if r.get("type").and_then(Value::as_str)
+                                == Some(&format!("{t}_ok")) =>
+                        {
+                            Ok(())
+                        }
+                        Some(r) => Err(format!("Node {id} answered {t} with {}", Value::Object(r))),
+                        None => Err(format!(
+                            "Node {id} did not answer the {t} message within 5 s"
+                        )),
+                    }
+                }
+            };
+            client.close();
+            r
+        });
+    }
+    while let Some(r) = setups.join_next().await {
+        r.map_err(|e| Fatal(format!("setup task failed: {e}")))?
+            .map_err(Fatal)?;
+    }
+
+    // Workers from c<2N>, thread i bound to nodes[i mod N].
+    let concurrency = cfg.concurrency;
+    let (free_tx, mut free_rx) = mpsc::unbounded_channel::<usize>();
+    let mut dispatcher = Dispatcher {
+        history: Arc::clone(history),
+        op_txs: Vec::with_capacity(concurrency),
+        processes: Vec::with_capacity(concurrency),
+    };
+    let shared = Arc::new(Shared {
+        workload: workload::by_name(
+            workload.name(),
+            &WorkloadOptions {
+                topology: cfg.topology,
+                nodes: cfg.nodes.clone(),
+            },
+        )
+        .expect("known"),
+        history: Arc::clone(history),
+        net: Arc::clone(net),
+        console: Arc::clone(console),
+        concurrency: concurrency as u64,
+    });
+    for i in 0..concurrency {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(Invocation, bool)>();
+        let process = Arc::new(AtomicU64::new(i as u64));
+        dispatcher.op_txs.push(tx);
+        dispatcher.processes.push(Arc::clone(&process));
+        let mut worker = Worker {
+            node: cfg.nodes[i % cfg.nodes.len()].clone(),
+            process,
+            client: Client::open(net),
+        };
+        let (sh, free) = (Arc::clone(&shared), free_tx.clone());
+        tokio::spawn(async move {
+            while let Some((inv, is_final)) = rx.recv().await {
+                worker.perform(&inv, is_final, &sh).await;
+                let _ = free.send(i);
+            }
+            worker.client.close();
+        });
+        let _ = free_tx.send(i);
+    }
+
+    let main_end = Instant::now() + Duration::from_secs_f64(cfg.time_limit);
+    let in_final = Arc::new(AtomicBool::new(false));
+    let world = TestWorld {
+        cluster: Arc::clone(cluster),
+        net: Arc::clone(net),
+        console: Arc::clone(console),
+        setup,
+    };
+    let nemesis = Nemesis::new(
+        cfg.nemesis.clone(),
+        cfg.nemesis_interval,
+        cfg.lose_probability,
+        cfg.nodes.clone(),
+        seed::stream(seed, "nemesis"),
+    );
+    let nemesis_status = Arc::clone(&nemesis.status);
+    let progress = tokio::spawn(show_progress(
+        Arc::clone(console),
+        Arc::clone(history),
+        Arc::clone(net),
+        nemesis_status,
+        Arc::clone(&in_final),
+        cfg.time_limit,
+        start,
+    ));
+
+    let generate = async {
+        let mut schedule = seed::stream(seed, "schedule");
+        let mut values = seed::stream(seed, "generator");
+        let mut generator = workload.generator();
+        let phase_start = Instant::now();
+        if cfg.rate > 0.0 {
+            let mut t = 0.0f64;
+            loop {
+                t += schedule.gen_range(0.0..=2.0 / cfg.rate);
+                let at = phase_start + Duration::from_secs_f64(t);
+                if at >= main_end {
+                    break;
+                }
+                tokio::time::sleep_until(at).await;
+                let inv = generator.next(&mut values);
+                let free = tokio::select! {
+                    w = free_rx.recv() => w,
+                    _ = tokio::time::sleep_until(main_end) => None,
+                };
+                match free {
+                    Some(w) => dispatcher.dispatch(w, inv, false),
+                    None => break,
+                }
+            }
+        }
+        tokio::time::sleep_until(main_end).await;
+    };
+    tokio::join!(generate, nemesis.run(main_end, &world, history));
+    // Let in-flight operations finish or time out.
+    for _ in 0..concurrency {
+        free_rx.recv().await;
+    }
+
+    if let Some((final_op, tagged)) = workload.final_op() {
+        in_final.store(true, Ordering::SeqCst);
+        console.info("Waiting for recovery...");
+        tokio::time::sleep(RECOVERY).await;
+        for thread in 0..concurrency {
+            dispatcher.dispatch(thread, final_op.clone(), tagged);
+        }
+        for _ in 0..concurrency {
+            free_rx.recv().await;
+        }
+    }
+    drop(dispatcher);
+    progress.abort();
+    Ok(())
+}
+
+async fn show_progress(
+    console: Arc<Console>,
+    history: Arc<History>,
+    net: Arc<Net>,
+    nemesis: Arc<std::sync::Mutex<String>>,
+    in_final: Arc<AtomicBool>,
+    limit: f64,
+    start: Instant,
+) {
+    let mut last = (Instant::now(), net.delivered());
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (ok, fail, info) = history.completion_counts();
+        let now = (Instant::now(), net.delivered());
+        let rate = (now.1 - last.1) as f64 / now.0.duration_since(last.0).as_secs_f64().max(1e-3);
+        last = now;
+        let of = if in_final.load(Ordering::SeqCst) {
+            "final".to_string()
+        } else {
+            format!("{limit}s")
+        };
+        let nem = nemesis.lock().expect("status lock").clone();
+        console.progress(format!(
+            "[ {:.1}s / {of} ] ok {ok}  fail {fail}  info {info}  | {} msg/s | nemesis: {nem}",
+            start.elapsed().as_secs_f64(),
+            group_thousands(rate as u64)
+        ));
+    }
+}
+
+fn group_thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), Fatal> {
+    std::fs::write(path, text).map_err(|e| Fatal(format!("cannot write {}: {e}", path.display())))
+}
+
+fn write_test_json(cfg: &TestConfig, seed: u64, dir: &Path) -> Result<(), Fatal> {
+    let n = cfg.nodes.len();
+    let test = json!({
+        "argv": cfg.argv,
+        "workload": cfg.workload,
+        "bin": cfg.bin,
+        "args": cfg.args,
+        "nodes": cfg.nodes,
+        "init-clients": (0..n).map(|i| format!("c{i}")).collect::<Vec<_>>(),
+        "concurrency": cfg.concurrency,
+        "rate": cfg.rate,
+        "time-limit": cfg.time_limit,
+        "latency": {"mean": cfg.latency, "dist": format!("{:?}", cfg.latency_dist).to_lowercase()},
+        "nemesis": cfg.nemesis.iter().map(|f| f.name()).collect::<Vec<_>>(),
+        "nemesis-interval": cfg.nemesis_interval,
+        "lose-probability": cfg.lose_probability,
+        "topology": cfg.topology_name,
+        "node-cwd": cfg.node_cwd,
+        "seed": seed,
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    write_file(
+        &dir.join("test.json"),
+        &format!("{}\n", serde_json::to_string_pretty(&test).expect("json")),
+    )
+}
+
+/// The `store/` path of the newest test (for messages).
+pub fn latest(store: &Path) -> PathBuf {
+    store.join("latest")
+}

@@ -1,0 +1,164 @@
+//! Workloads: each file holds one workload's RPC schema, generator and checker, so a workload
+//! is read in one place. This module defines what a workload provides and the registry.
+
+mod broadcast;
+mod counter;
+mod echo;
+mod g_set;
+mod unique_ids;
+
+use crate::edn::Edn;
+use crate::history::Op;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Map, Value};
+
+/// One operation to perform: its history `:f` and `:value`, and the request body to send.
+#[derive(Clone, Debug)]
+pub struct Invocation {
+    /// The history `:f`.
+    pub f: &'static str,
+    /// The history `:value` of the invocation.
+    pub value: Edn,
+    /// The request body (without `msg_id`).
+    pub body: Map<String, Value>,
+}
+
+/// Produces main-phase operations from the generator stream.
+pub trait Generator: Send {
+    /// The next operation.
+    fn next(&mut self, rng: &mut ChaCha8Rng) -> Invocation;
+}
+
+/// Options some workloads need.
+pub struct WorkloadOptions {
+    /// The broadcast topology.
+    pub topology: maelstrom_services::topology::Topology,
+    /// The nodes, in order.
+    pub nodes: Vec<String>,
+}
+
+/// What a workload provides to the runner.
+pub trait Workload: Send + Sync {
+    /// The `-w` name.
+    fn name(&self) -> &'static str;
+    /// `:f`s whose timeouts and errors are `:fail` (they did not change anything).
+    fn idempotent(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// g-set and the counters never record `:fail`: every failure is `:info`.
+    fn never_fails(&self) -> bool {
+        false
+    }
+    /// Whether a client survives an `:info` result (otherwise a new `c<k>` is opened).
+    fn reusable_clients(&self) -> bool {
+        false
+    }
+    /// A message sent once to each node during setup (broadcast: `topology`).
+    fn setup(&self, _node: &str) -> Option<Map<String, Value>> {
+        None
+    }
+    /// The main-phase generator.
+    fn generator(&self) -> Box<dyn Generator>;
+    /// The operation each thread runs in the final phase, and whether it is tagged `:final?`.
+    fn final_op(&self) -> Option<(Invocation, bool)> {
+        None
+    }
+    /// Validates an `_ok` reply and gives the completion's `:value`; `Err` names the violated rule.
+    fn complete(&self, inv: &Invocation, reply: &Map<String, Value>) -> Result<Edn, String>;
+    /// The workload checker's result map.
+    fn check(&self, history: &[Op]) -> Edn;
+}
+
+/// Every workload name `-w` accepts (some arrive with later issues).
+pub const ALL: [&str; 10] = [
+    "broadcast",
+    "echo",
+    "g-counter",
+    "g-set",
+    "kafka",
+    "lin-kv",
+    "pn-counter",
+    "txn-list-append",
+    "txn-rw-register",
+    "unique-ids",
+];
+
+/// The workload called `name`, if this build implements it.
+pub fn by_name(name: &str, opts: &WorkloadOptions) -> Option<Box<dyn Workload>> {
+    Some(match name {
+        "echo" => Box::new(echo::Echo),
+        "unique-ids" => Box::new(unique_ids::UniqueIds),
+        "broadcast" => Box::new(broadcast::Broadcast::new(opts)),
+        "g-set" => Box::new(g_set::GSet),
+        "g-counter" => Box::new(counter::Counter::grow_only()),
+        "pn-counter" => Box::new(counter::Counter::pn()),
+        _ => return None,
+    })
+}
+
+/// JSON types a reply field must have (spec §2.k).
+#[derive(Clone, Copy)]
+pub enum Kind {
+    /// Any JSON value.
+    Any,
+    /// An integer, or a float with no fractional part.
+    Integer,
+    /// An array.
+    Array,
+}
+
+/// Checks a reply's `type` and required fields; extra keys are fine.
+pub fn expect_fields(
+    req_type: &str,
+    reply: &Map<String, Value>,
+    fields: &[(&str, Kind)],
+) -> Result<(), String> {
+    let want = format!("{req_type}_ok");
+    match reply.get("type").and_then(Value::as_str) {
+        Some(t) if t == want => {}
+        other => {
+            return Err(format!(
+                "expected type {want:?}, got {}",
+                other.map_or("none".to_string(), |t| format!("{t:?}"))
+            ));
+        }
+    }
+    for (name, kind) in fields {
+        let v = reply
+            .get(*name)
+            .ok_or_else(|| format!("{want} needs a field {name:?}"))?;
+        let fits = match kind {
+            Kind::Any => true,
+            Kind::Integer => integer(v).is_some(),
+            Kind::Array => v.is_array(),
+        };
+        if !fits {
+            let expected = match kind {
+                Kind::Any => "any value",
+                Kind::Integer => "an integer",
+                Kind::Array => "an array",
+            };
+            return Err(format!("{want} field {name:?} must be {expected}, got {v}"));
+        }
+    }
+    Ok(())
+}
+
+/// An integer, accepting integral floats such as `3.0`.
+pub fn integer(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    })
+}
+
+/// A request body `{"type": t, …}`.
+pub fn body<const N: usize>(msg_type: &str, fields: [(&str, Value); N]) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("type".into(), msg_type.into());
+    for (k, v) in fields {
+        m.insert(k.into(), v);
+    }
+    m
+}

@@ -1,0 +1,596 @@
+//! `maelstrom test` end to end: real node processes in Python, Ruby, JavaScript, Go and Rust,
+//! good and deliberately broken, through the runner binary, judged by its exit code and files.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    dir: tempfile::TempDir,
+}
+
+impl Run {
+    fn results(&self) -> Value {
+        let text = std::fs::read_to_string(self.dir.path().join("store/latest/results.json"))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "no results.json ({e}); stdout:\n{}\nstderr:\n{}",
+                    self.stdout, self.stderr
+                )
+            });
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join("store/latest").join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    fn explain(&self) -> String {
+        let tail: Vec<&str> = self
+            .stdout
+            .lines()
+            .rev()
+            .take(60)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        format!(
+            "exit {}\nstdout (tail):\n{}\nstderr:\n{}",
+            self.code,
+            tail.join("\n"),
+            self.stderr
+        )
+    }
+}
+
+fn maelstrom(args: &[&str]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_maelstrom"))
+        .args(args)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        dir,
+    }
+}
+
+fn fixture(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+        .display()
+        .to_string()
+}
+
+/// Go fixtures are compiled once per test process.
+fn go_fixture(name: &str) -> String {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir =
+            std::env::temp_dir().join(format!("maelstrom-go-fixtures-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["echo", "g_set"] {
+            let status = Command::new("go")
+                .args([
+                    "build",
+                    "-o",
+                    dir.join(f).to_str().unwrap(),
+                    &fixture(&format!("go/{f}.go")),
+                ])
+                .env("GOCACHE", dir.join("cache"))
+                .env("HOME", &dir)
+                .status()
+                .expect("go is installed (scripts/test installs golang-go)");
+            assert!(status.success(), "go build {f}.go");
+        }
+        dir
+    });
+    dir.join(name).display().to_string()
+}
+
+/// The example node binaries, built in this test's profile.
+fn example_node(name: &str) -> String {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "maelstrom-example-nodes", "--bins"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the example nodes");
+    });
+    let dir = Path::new(env!("CARGO_BIN_EXE_maelstrom")).parent().unwrap();
+    dir.join(name).display().to_string()
+}
+
+/// Runs every command at once (they mostly sleep) and returns the runs in order.
+fn all(commands: Vec<Vec<String>>) -> Vec<(String, Run)> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = commands
+            .iter()
+            .map(|c| {
+                s.spawn(move || {
+                    let args: Vec<&str> = c.iter().map(String::as_str).collect();
+                    (c.join(" "), maelstrom(&args))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn cmd(s: &str, bin: &str) -> Vec<String> {
+    let mut v: Vec<String> = vec!["test".into(), "--bin".into(), bin.into()];
+    v.extend(s.split_whitespace().map(String::from));
+    v
+}
+
+fn assert_all(runs: &[(String, Run)], want: i32) {
+    for (c, run) in runs {
+        assert_eq!(run.code, want, "maelstrom {c}\n{}", run.explain());
+        let valid = &run.results()["valid?"];
+        assert_eq!(*valid, Value::Bool(want == 0), "maelstrom {c}");
+    }
+}
+
+#[test]
+fn python_nodes_pass_every_workload() {
+    let py = |f: &str| fixture(&format!("python/{f}"));
+    let runs = all(vec![
+        cmd("-w echo --node-count 2 --time-limit 3", &py("echo.py")),
+        cmd(
+            "-w unique-ids --node-count 3 --time-limit 3 --rate 200 --availability total --nemesis partition --nemesis-interval 1",
+            &py("unique_ids.py"),
+        ),
+        cmd(
+            "-w broadcast --node-count 5 --time-limit 4 --rate 20 --nemesis partition --nemesis-interval 1",
+            &py("broadcast.py"),
+        ),
+        cmd(
+            "-w g-set --node-count 3 --time-limit 4 --rate 20 --nemesis partition --nemesis-interval 1",
+            &py("g_set.py"),
+        ),
+        cmd(
+            "-w g-counter --node-count 3 --time-limit 4 --rate 50 --nemesis partition --nemesis-interval 1",
+            &py("counter.py"),
+        ),
+        cmd(
+            "-w pn-counter --node-count 3 --time-limit 4 --rate 50 --latency 20 --latency-dist exponential",
+            &py("counter.py"),
+        ),
+    ]);
+    assert_all(&runs, 0);
+}
+
+#[test]
+fn ruby_javascript_and_go_nodes_pass_unmodified() {
+    let runs = all(vec![
+        cmd(
+            "-w echo --node-count 2 --time-limit 3",
+            &fixture("ruby/echo.rb"),
+        ),
+        cmd(
+            "-w unique-ids --node-count 3 --time-limit 3 --rate 200",
+            &fixture("ruby/unique_ids.rb"),
+        ),
+        cmd(
+            "-w echo --node-count 2 --time-limit 3",
+            &fixture("js/echo.js"),
+        ),
+        cmd(
+            "-w broadcast --node-count 3 --time-limit 4 --rate 20 --topology line",
+            &fixture("js/broadcast.js"),
+        ),
+        cmd("-w echo --node-count 2 --time-limit 3", &go_fixture("echo")),
+        cmd(
+            "-w g-set --node-count 3 --time-limit 4 --rate 20 --nemesis partition --nemesis-interval 1",
+            &go_fixture("g_set"),
+        ),
+    ]);
+    assert_all(&runs, 0);
+}
+
+#[test]
+fn broken_nodes_are_judged_invalid_for_every_workload() {
+    let py = |f: &str| fixture(&format!("python/{f}"));
+    let runs = all(vec![
+        cmd(
+            "-w echo --node-count 1 --time-limit 2",
+            &py("broken_echo.py"),
+        ),
+        cmd(
+            "-w unique-ids --node-count 3 --time-limit 2 --rate 100",
+            &py("broken_unique_ids.py"),
+        ),
+        cmd(
+            "-w broadcast --node-count 3 --time-limit 3 --rate 20",
+            &py("broken_set.py"),
+        ),
+        cmd(
+            "-w g-set --node-count 3 --time-limit 3 --rate 20",
+            &py("broken_set.py"),
+        ),
+        cmd(
+            "-w g-counter --node-count 3 --time-limit 3 --rate 50",
+            &py("broken_counter.py"),
+        ),
+        cmd(
+            "-w pn-counter --node-count 1 --time-limit 3 --rate 50",
+            &py("broken_counter.py"),
+        ),
+    ]);
+    assert_all(&runs, 1);
+    let workload = |i: usize| runs[i].1.results()["workload"].clone();
+    assert!(workload(1)["duplicated-count"].as_u64().unwrap() > 0);
+    assert!(workload(2)["lost-count"].as_u64().unwrap() > 0);
+    assert!(!workload(4)["errors"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn gossip_glomers_challenges_pass_against_the_example_nodes() {
+    let runs = all(vec![
+        cmd(
+            "-w echo --node-count 1 --time-limit 10",
+            &example_node("maelstrom-echo"),
+        ),
+        cmd(
+            "-w unique-ids --time-limit 30 --rate 1000 --node-count 3 --availability total --nemesis partition",
+            &example_node("maelstrom-unique-ids"),
+        ),
+        cmd(
+            "-w broadcast --node-count 1 --time-limit 20 --rate 10",
+            &example_node("maelstrom-broadcast"),
+        ),
+        cmd(
+            "-w broadcast --node-count 5 --time-limit 20 --rate 10",
+            &example_node("maelstrom-broadcast"),
+        ),
+        cmd(
+            "-w broadcast --node-count 5 --time-limit 20 --rate 10 --nemesis partition",
+            &example_node("maelstrom-broadcast"),
+        ),
+        cmd(
+            "-w g-counter --node-count 3 --rate 100 --time-limit 20 --nemesis partition",
+            &example_node("maelstrom-counter"),
+        ),
+    ]);
+    assert_all(&runs, 0);
+    assert_eq!(
+        runs[1].1.results()["availability"]["ok-fraction"],
+        1.0,
+        "challenge 2 is totally available"
+    );
+    for (c, run) in &runs[2..5] {
+        let edn = run.file("results.edn");
+        // Users grep these; the value must sit on the key's line.
+        assert!(edn.lines().any(|l| l.contains(":msgs-per-op ")), "{c}");
+        assert!(
+            edn.lines().any(|l| l.contains(":stable-latencies {0 ")),
+            "{c}\n{edn}"
+        );
+        assert_eq!(run.results()["workload"]["lost-count"], 0, "{c}");
+    }
+}
+
+/// (f, value) of every client invocation and every nemesis event, from history.txt.
+fn schedule(run: &Run) -> (Vec<String>, Vec<String>) {
+    let text = run.file("history.txt");
+    let mut client = vec![];
+    let mut nemesis = vec![];
+    for line in text.lines() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if cols[0] == ":nemesis" {
+            nemesis.push(format!("{} {}", cols[2], cols[3]));
+        } else if cols[1] == ":invoke" {
+            client.push(format!("{} {}", cols[2], cols[3]));
+        }
+    }
+    (client, nemesis)
+}
+
+#[test]
+fn the_same_seed_gives_the_same_schedule_values_and_faults() {
+    let bin = fixture("python/broadcast.py");
+    let c = |seed: u64| {
+        cmd(
+            &format!(
+                "-w broadcast --node-count 5 --time-limit 4 --rate 40 --nemesis partition,lose,pause,kill --nemesis-interval 0.4 --seed {seed}"
+            ),
+            &bin,
+        )
+    };
+    let runs = all(vec![c(42), c(42), c(43)]);
+    let (a, b, other) = (
+        schedule(&runs[0].1),
+        schedule(&runs[1].1),
+        schedule(&runs[2].1),
+    );
+    assert!(
+        a.0.len() > 100 && a.1.len() > 8,
+        "{} ops, {} nemesis events",
+        a.0.len(),
+        a.1.len()
+    );
+    // Final-phase reads are per thread and identical; the main phase must match op for op.
+    assert_eq!(a.0, b.0);
+    assert_eq!(a.1, b.1);
+    assert_ne!(a.0, other.0);
+    assert_ne!(a.1, other.1);
+    for (_, run) in &runs {
+        assert!(run.stdout.contains("Seed: 4"), "the seed is printed");
+        assert!(run.results()["seed"].as_u64().unwrap() >= 42);
+    }
+}
+
+#[test]
+fn garbage_and_unknown_destinations_are_counted_and_reading_goes_on() {
+    let run = maelstrom(&[
+        "test",
+        "-w",
+        "echo",
+        "--bin",
+        &fixture("python/noisy_echo.py"),
+        "--node-count",
+        "1",
+        "--time-limit",
+        "2",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.explain());
+    let dropped = &run.results()["net"]["dropped"];
+    assert!(dropped["malformed"].as_u64().unwrap() >= 5, "{dropped}");
+    assert!(dropped["unknown-dest"].as_u64().unwrap() >= 5, "{dropped}");
+    assert_eq!(dropped["by-node"]["n0"]["malformed"], dropped["malformed"]);
+    assert!(run.stdout.contains("Invalid dest for message"));
+    assert!(run.stdout.contains("Node n0: dropped output lines"));
+}
+
+#[test]
+fn crashes_and_silent_nodes_explain_themselves() {
+    let runs = all(vec![
+        cmd(
+            "-w echo --node-count 1 --time-limit 3",
+            &fixture("python/silent.py"),
+        ),
+        cmd(
+            "-w echo --node-count 1 --time-limit 3",
+            &fixture("python/crash_at_init.py"),
+        ),
+        cmd(
+            "-w echo --node-count 1 --time-limit 3 --rate 10",
+            &fixture("python/crash_later.py"),
+        ),
+    ]);
+    let (silent, at_init, later) = (&runs[0].1, &runs[1].1, &runs[2].1);
+    assert_eq!(silent.code, 255, "{}", silent.explain());
+    assert!(
+        silent
+            .stdout
+            .contains("Expected node n0 to respond to an init message, but node did not respond.")
+    );
+    assert!(
+        silent
+            .stdout
+            .contains("starting up, but I will never answer"),
+        "the last stderr lines are shown"
+    );
+    assert!(
+        silent
+            .stdout
+            .contains("Oh jeez, I'm sorry, Maelstrom broke. Here's why:")
+    );
+
+    assert_eq!(at_init.code, 255, "{}", at_init.explain());
+    assert!(
+        at_init
+            .stdout
+            .contains("Node n0 crashed with exit status 3"),
+        "{}",
+        at_init.explain()
+    );
+    assert!(
+        at_init.stdout.contains("about to fail")
+            && at_init.stdout.contains("fatal: no configuration")
+    );
+
+    assert_eq!(later.code, 1, "{}", later.explain());
+    assert!(later.stdout.contains("Node n0 crashed with exit status 7"));
+    assert_eq!(later.results()["crashed"]["n0"]["exit"], 7);
+}
+
+#[test]
+fn bad_command_lines_exit_254_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let write = |name: &str, body: &[u8], mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = d.join(name);
+        std::fs::write(&p, body).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p.display().to_string()
+    };
+    let cases = [
+        (
+            vec!["test".to_string(), "-w".into(), "echo".into()],
+            "Expected a --bin PATH_TO_BINARY to test",
+        ),
+        (
+            vec!["test".into(), "--bin".into(), "./missing-node".into()],
+            "no such file",
+        ),
+        (
+            vec!["test".into(), "--bin".into(), d.display().to_string()],
+            "it is a directory",
+        ),
+        (
+            vec![
+                "test".into(),
+                "--bin".into(),
+                write("n.py", b"#!/bin/sh\n", 0o644),
+            ],
+            "chmod +x",
+        ),
+        (
+            vec!["test".into(), "--bin".into(), write("n.js", b"x\n", 0o755)],
+            "neither a native executable nor a script",
+        ),
+        (
+            vec![
+                "test".into(),
+                "--bin".into(),
+                write("w.py", b"#!/usr/bin/python9\n", 0o755),
+            ],
+            "names /usr/bin/python9, which does not exist",
+        ),
+        (
+            vec![
+                "test".into(),
+                "--bin".into(),
+                write("r.py", b"#!/bin/sh\r\n", 0o755),
+            ],
+            "carriage return",
+        ),
+        (
+            vec![
+                "test".into(),
+                "-w".into(),
+                "echo".into(),
+                "--bin".into(),
+                fixture("python/echo.py"),
+                "--concurrency".into(),
+                "0".into(),
+            ],
+            "--concurrency",
+        ),
+        (
+            vec![
+                "test".into(),
+                "-w".into(),
+                "echo".into(),
+                "--bin".into(),
+                fixture("python/echo.py"),
+                "--nemesis".into(),
+                "flood".into(),
+            ],
+            "Unknown nemesis fault",
+        ),
+        (
+            vec![
+                "test".into(),
+                "-w".into(),
+                "echo".into(),
+                "--bin".into(),
+                fixture("python/echo.py"),
+                "--time-limit".into(),
+                "0".into(),
+            ],
+            "--time-limit",
+        ),
+        (
+            vec!["frobnicate".into()],
+            "Commands: test, analyze, check, serve, demo, doc",
+        ),
+    ];
+    for (args, want) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = maelstrom(&args);
+        assert_eq!(run.code, 254, "{args:?}: {}", run.explain());
+        assert!(
+            run.stderr.contains(want),
+            "{args:?} should say {want:?}: {}",
+            run.explain()
+        );
+    }
+}
+
+#[test]
+fn the_store_has_the_original_layout() {
+    let run = maelstrom(&[
+        "test",
+        "-w",
+        "echo",
+        "--bin",
+        &fixture("python/echo.py"),
+        "--node-count",
+        "2",
+        "--time-limit",
+        "2",
+        "--log-stderr",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.explain());
+    let store = run.dir.path().join("store");
+    for link in ["latest", "current", "echo/latest"] {
+        assert!(
+            std::fs::symlink_metadata(store.join(link))
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "{link}"
+        );
+    }
+    for f in [
+        "jepsen.log",
+        "test.json",
+        "history.edn",
+        "history.txt",
+        "results.edn",
+        "results.json",
+        "node-logs/n0.log",
+        "node-logs/n1.log",
+        "latency-raw.svg",
+        "rate.svg",
+        "timeline.html",
+    ] {
+        assert!(store.join("latest").join(f).is_file(), "{f}");
+    }
+    let history = run.file("history.edn");
+    assert!(
+        history.starts_with("[{:type :invoke, :f :echo, :value \"Please echo "),
+        "{}",
+        &history[..100]
+    );
+    assert!(run.file("node-logs/n0.log").contains("initialised n0"));
+    assert!(
+        run.stdout.contains("n0 stderr: initialised n0"),
+        "--log-stderr"
+    );
+    assert!(
+        run.file("jepsen.log")
+            .contains("Starting services: (lin-kv lin-tso lww-kv seq-kv)")
+    );
+    assert!(run.stdout.ends_with("Everything looks good! ヽ(‘ー`)ノ\n"));
+    assert!(
+        !run.stderr.contains("msg/s"),
+        "no progress line when stderr is not a terminal"
+    );
+    let svg = run.file("latency-raw.svg");
+    assert!(svg.starts_with("<svg") && svg.contains("<circle"));
+}
+
+#[test]
+fn a_terminal_gets_a_live_progress_line() {
+    // `script` runs the command on a pseudo-terminal.
+    let dir = tempfile::tempdir().unwrap();
+    let inner = format!(
+        "{} test -w echo --bin {} --node-count 1 --time-limit 2",
+        env!("CARGO_BIN_EXE_maelstrom"),
+        fixture("python/echo.py")
+    );
+    let out = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .current_dir(dir.path())
+        .output()
+        .expect("script (util-linux)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("s / 2s ] ok "), "{text}");
+    assert!(text.contains("msg/s | nemesis: none"), "{text}");
+    assert!(text.contains("Everything looks good!"));
+}
