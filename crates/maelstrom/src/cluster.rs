@@ -178,7 +178,8 @@ impl Cluster {
 
         // stdin: an unbounded buffer, so a stopped node never stalls other deliveries.
         tokio::spawn(async move {
-            let mut buf = Vec::with_capacity(1 << 16);
+            // Grows only while a node lags; most nodes need a few KiB.
+            let mut buf = Vec::new();
             while let Some(line) = input_rx.recv().await {
                 buf.extend_from_slice(line.as_bytes());
                 while let Ok(more) = input_rx.try_recv() {
@@ -191,6 +192,9 @@ impl Cluster {
                     break;
                 }
                 buf.clear();
+                if buf.capacity() > 1 << 16 {
+                    buf.shrink_to(8 << 10);
+                }
             }
         });
 
@@ -200,7 +204,8 @@ impl Cluster {
         let node = id.to_string();
         let tail = Arc::clone(&out_tail);
         let out_task = tokio::spawn(async move {
-            let mut reader = BufReader::with_capacity(1 << 16, stdout);
+            // Small: 1,000 nodes must fit, and a longer line just takes more reads.
+            let mut reader = BufReader::with_capacity(8 << 10, stdout);
             let mut line = Vec::new();
             loop {
                 line.clear();

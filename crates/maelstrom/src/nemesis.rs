@@ -1,4 +1,4 @@
-//! The nemesis (spec §5.4): waits U[0, 2·interval] s, picks an enabled fault uniformly and
+//! The nemesis (spec §5.4): every U[0, 2·interval] s (on a fixed timeline), picks an enabled fault uniformly and
 //! starts it if inactive, else stops it; when the main phase ends it stops every active fault.
 //! All choices come from the `nemesis` stream, so a seed replays the same faults.
 
@@ -102,14 +102,17 @@ impl Nemesis {
     /// Runs until `until`, then stops every active fault.
     pub async fn run(mut self, until: Instant, world: &dyn World, history: &History) {
         if !self.faults.is_empty() {
+            // Planned on an absolute timeline, so the number and order of events do not depend
+            // on how long an operation (a restart, say) took.
+            let mut at = Instant::now();
             loop {
-                let wait =
+                at +=
                     Duration::from_secs_f64(self.rng.gen_range(0.0..=2.0 * self.interval.max(0.0)));
-                if Instant::now() + wait >= until {
+                if at >= until {
                     tokio::time::sleep_until(until).await;
                     break;
                 }
-                tokio::time::sleep(wait).await;
+                tokio::time::sleep_until(at).await;
                 let fault = self.faults[self.rng.gen_range(0..self.faults.len())];
                 if self.active.contains_key(&fault) {
                     self.stop(fault, world, history).await;
