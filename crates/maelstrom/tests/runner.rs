@@ -281,17 +281,22 @@ fn gossip_glomers_challenges_pass_against_the_example_nodes() {
     }
 }
 
-/// (f, value) of every client invocation and every nemesis event, from history.txt.
+/// (f, value) of every main-phase client invocation and every nemesis event, from
+/// history.edn (one op map per line).
 fn schedule(run: &Run) -> (Vec<String>, Vec<String>) {
-    let text = run.file("history.txt");
+    let text = run.file("history.edn");
     let mut client = vec![];
     let mut nemesis = vec![];
     for line in text.lines() {
-        let cols: Vec<&str> = line.split('\t').collect();
-        if cols[0] == ":nemesis" {
-            nemesis.push(format!("{} {}", cols[2], cols[3]));
-        } else if cols[1] == ":invoke" {
-            client.push(format!("{} {}", cols[2], cols[3]));
+        let f_value = || {
+            let start = line.find(", :f ").expect("an :f") + 2;
+            let end = line.find(", :time ").expect("a :time");
+            line[start..end].to_string()
+        };
+        if line.contains(":process :nemesis") {
+            nemesis.push(f_value());
+        } else if line.contains(":type :invoke") && !line.contains(":final? true") {
+            client.push(f_value());
         }
     }
     (client, nemesis)
