@@ -118,6 +118,13 @@ fn addressed(body: &Map<String, Value>, mut reply: Value) -> Option<Value> {
 }
 
 /// `lin-kv`: one state, each operation applied atomically in arrival order.
+///
+/// ```
+/// use maelstrom_services::{LinKv, Service};
+/// let mut kv = LinKv::default();
+/// let r = kv.handle(Default::default(), "n1", serde_json::json!({"type": "read", "key": 1, "msg_id": 1}).as_object().unwrap());
+/// assert_eq!(r.unwrap()["code"], 20);
+/// ```
 #[derive(Default)]
 pub struct LinKv {
     state: HashMap<String, Value>,
@@ -144,6 +151,13 @@ impl Service for LinKv {
 }
 
 /// `lin-tso`: hands out 0, 1, 2, … in arrival order.
+///
+/// ```
+/// use maelstrom_services::{LinTso, Service};
+/// let mut tso = LinTso::default();
+/// let r = tso.handle(Default::default(), "n1", serde_json::json!({"type": "ts", "msg_id": 1}).as_object().unwrap());
+/// assert_eq!(r.unwrap()["ts"], 0);
+/// ```
 #[derive(Default)]
 pub struct LinTso {
     next: u64,
@@ -173,6 +187,13 @@ const SEQ_KV_HISTORY: usize = 32;
 /// `seq-kv`: sequentially consistent. Keeps the last 32 states; each node reads from a state
 /// no older than the last one it observed, so its view is monotonic but may be stale until its
 /// own change catches it up to the newest state.
+///
+/// ```
+/// use maelstrom_services::{SeqKv, Service, seed};
+/// let mut kv = SeqKv::new(seed::stream(1, "service/seq-kv"));
+/// let w = serde_json::json!({"type": "write", "key": "k", "value": 1, "msg_id": 1});
+/// assert_eq!(kv.handle(Default::default(), "n1", w.as_object().unwrap()).unwrap()["type"], "write_ok");
+/// ```
 pub struct SeqKv {
     rng: ChaCha8Rng,
     /// `(version, state)`, oldest first; version 0 is the empty map.
@@ -271,6 +292,13 @@ impl Replica {
 /// original, whose replicas never merge). Reads may be stale and may go backwards; once
 /// traffic stops every replica agrees within one 100 ms round. Unlike the original,
 /// `cas` honours `create_if_not_exists`.
+///
+/// ```
+/// use maelstrom_services::{LwwKv, Service, seed};
+/// let mut kv = LwwKv::new(seed::stream(1, "service/lww-kv"));
+/// let w = serde_json::json!({"type": "write", "key": "k", "value": 1, "msg_id": 1});
+/// assert_eq!(kv.handle(Default::default(), "n1", w.as_object().unwrap()).unwrap()["type"], "write_ok");
+/// ```
 pub struct LwwKv {
     rng: ChaCha8Rng,
     replicas: Vec<Replica>,
