@@ -209,6 +209,10 @@ pub struct TestConfig {
     pub test_count: u64,
     /// The command line as given.
     pub argv: Vec<String>,
+    /// Seconds each checker may take per key or component.
+    pub checker_timeout: f64,
+    /// Consistency models to check.
+    pub consistency_models: Vec<String>,
 }
 
 /// A usage error: the message, ending in what to change.
@@ -242,6 +246,24 @@ impl TestArgs {
         }
         let nodes = resolve_nodes(self.node_count, self.node, self.nodes, self.nodes_file)?;
         let concurrency = parse_concurrency(&self.concurrency, nodes.len())?;
+        if self.workload == "lin-kv" && !concurrency.is_multiple_of(2 * nodes.len()) {
+            return err(format!(
+                "The lin-kv workload needs --concurrency to be a positive multiple of 2 x node count (e.g. --concurrency 2n); got {concurrency} with {} nodes.",
+                nodes.len()
+            ));
+        }
+        if !(self.checker_timeout > 0.0 && self.checker_timeout.is_finite()) {
+            return err(format!(
+                "--checker-timeout must be more than 0 seconds, got {}",
+                self.checker_timeout
+            ));
+        }
+        let consistency_models: Vec<String> = self
+            .consistency_models
+            .split(',')
+            .map(|m| m.trim().to_string())
+            .filter(|m| !m.is_empty())
+            .collect();
         if !(self.rate >= 0.0 && self.rate.is_finite()) {
             return err(format!("--rate must be 0 or more, got {}", self.rate));
         }
@@ -343,6 +365,8 @@ impl TestArgs {
             node_cwd,
             test_count: self.test_count,
             argv,
+            checker_timeout: self.checker_timeout,
+            consistency_models,
         })
     }
 }

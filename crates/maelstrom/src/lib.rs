@@ -23,11 +23,12 @@ pub mod store;
 pub mod workload;
 
 /// Workloads this build runs (the others arrive with the consistency checkers).
-pub const IMPLEMENTED_WORKLOADS: [&str; 6] = [
+pub const IMPLEMENTED_WORKLOADS: [&str; 7] = [
     "broadcast",
     "echo",
     "g-counter",
     "g-set",
+    "lin-kv",
     "pn-counter",
     "unique-ids",
 ];

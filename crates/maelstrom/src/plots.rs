@@ -282,14 +282,14 @@ fn rate(pairs: &[(&Op, &Op)], end_s: f64, shading: &[(&str, &str, f64, f64)]) ->
     s
 }
 
-fn html_escape(s: &str) -> String {
+pub(crate) fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-fn timeline(ops: &[Op]) -> String {
+pub(crate) fn timeline(ops: &[Op]) -> String {
     let pairs = history::pairs(ops);
     let shown = &pairs[..pairs.len().min(TIMELINE_MAX)];
     let mut procs: Vec<u64> = shown

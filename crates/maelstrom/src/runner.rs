@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// Every workload RPC's timeout (spec §6.3).
+/// The timeout of setup messages and of most workload RPCs (spec §6.3).
 const RPC_TIMEOUT: Duration = Duration::from_millis(5_000);
 /// The wait before the final phase.
 const RECOVERY: Duration = Duration::from_secs(10);
@@ -43,11 +43,13 @@ pub struct Verdict {
 
 /// The worker side of an operation's outcome.
 struct Shared {
-    workload: Box<dyn Workload>,
+    workload: Arc<dyn Workload>,
     history: Arc<History>,
     net: Arc<Net>,
     console: Arc<Console>,
     concurrency: u64,
+    /// The workload's RPC timeout.
+    timeout: Duration,
 }
 
 /// One client thread, bound to one node for the whole test.
@@ -87,7 +89,7 @@ impl Worker {
         let proc_ = Process::Client(self.process.load(Ordering::SeqCst));
         let reply = self
             .client
-            .rpc(&self.node, inv.body.clone(), RPC_TIMEOUT)
+            .rpc(&self.node, inv.body.clone(), sh.timeout)
             .await;
         let idempotent = sh.workload.idempotent().contains(&inv.f);
         let never_fails = sh.workload.never_fails();
@@ -255,9 +257,11 @@ pub async fn run(cfg: &TestConfig, seed: u64) -> Result<Verdict, Fatal> {
     let opts = WorkloadOptions {
         topology: cfg.topology,
         nodes: cfg.nodes.clone(),
+        concurrency: cfg.concurrency,
     };
-    let workload = workload::by_name(&cfg.workload, &opts)
-        .ok_or_else(|| Fatal(format!("workload {} is not available", cfg.workload)))?;
+    let workload: Arc<dyn Workload> = workload::by_name(&cfg.workload, &opts)
+        .ok_or_else(|| Fatal(format!("workload {} is not available", cfg.workload)))?
+        .into();
     let start = Instant::now();
     let history = Arc::new(History::new(start));
     let net = Net::new(
@@ -292,7 +296,7 @@ pub async fn run(cfg: &TestConfig, seed: u64) -> Result<Verdict, Fatal> {
     );
 
     let outcome = tokio::select! {
-        r = drive(cfg, seed, &console, &net, &cluster, &history, workload.as_ref(), start) => r,
+        r = drive(cfg, seed, &console, &net, &cluster, &history, &workload, start) => r,
         _ = tokio::signal::ctrl_c() => Err(Fatal("interrupted (Ctrl-C); the history so far is saved, analysis skipped".into())),
     };
     console.finish_progress();
@@ -305,18 +309,25 @@ pub async fn run(cfg: &TestConfig, seed: u64) -> Result<Verdict, Fatal> {
 
     console.info("Analyzing...");
     let analysis_start = std::time::Instant::now();
-    let workload_result =
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| workload.check(&ops))) {
-            Ok(r) => r,
-            Err(p) => {
-                let msg = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                map([("valid?", checker::unknown()), ("error", Edn::Str(msg))])
-            }
-        };
+    let check_ctx = workload::CheckContext {
+        dir: Some(dir.clone()),
+        timeout: Duration::from_secs_f64(cfg.checker_timeout),
+        memory: crate::checker::memory_budget(),
+        consistency_models: cfg.consistency_models.clone(),
+    };
+    let workload_result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        workload.check(&ops, &check_ctx)
+    })) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            map([("valid?", checker::unknown()), ("error", Edn::Str(msg))])
+        }
+    };
     if analysis_start.elapsed() > Duration::from_secs(1) {
         console.info(format!(
             "The {} checker took {:.1} s",
@@ -396,7 +407,7 @@ async fn drive(
     net: &Arc<Net>,
     cluster: &Arc<Cluster>,
     history: &Arc<History>,
-    workload: &dyn Workload,
+    workload: &Arc<dyn Workload>,
     start: Instant,
 ) -> Result<(), Fatal> {
     // init: client c<i> serves nodes[i].
@@ -463,18 +474,12 @@ async fn drive(
         processes: Vec::with_capacity(concurrency),
     };
     let shared = Arc::new(Shared {
-        workload: workload::by_name(
-            workload.name(),
-            &WorkloadOptions {
-                topology: cfg.topology,
-                nodes: cfg.nodes.clone(),
-            },
-        )
-        .expect("known"),
+        workload: Arc::clone(workload),
         history: Arc::clone(history),
         net: Arc::clone(net),
         console: Arc::clone(console),
         concurrency: concurrency as u64,
+        timeout: workload.timeout(cfg.latency),
     });
     for i in 0..concurrency {
         let (tx, mut rx) = mpsc::unbounded_channel::<(Invocation, bool)>();
@@ -537,13 +542,19 @@ async fn drive(
                     break;
                 }
                 tokio::time::sleep_until(at).await;
-                let inv = generator.next(&mut values);
                 let free = tokio::select! {
                     w = free_rx.recv() => w,
                     _ = tokio::time::sleep_until(main_end) => None,
                 };
                 match free {
-                    Some(w) => dispatcher.dispatch(w, inv, false),
+                    Some(w) => {
+                        let inv = generator.next(
+                            &mut values,
+                            w,
+                            dispatcher.processes[w].load(Ordering::SeqCst),
+                        );
+                        dispatcher.dispatch(w, inv, false);
+                    }
                     None => break,
                 }
             }

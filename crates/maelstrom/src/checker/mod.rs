@@ -1,12 +1,26 @@
 //! The checkers every workload shares (spec §10.6–10.7): `:stats`, `:availability` and `:net`,
 //! validity merging, and latency quantiles. set-full lives in its own file.
 
+pub mod linear;
 pub mod set_full;
 
 use crate::edn::{Edn, kw, map};
 use crate::history::{Op, OpType};
 use crate::net::NetStats;
 use std::collections::BTreeMap;
+
+/// Bytes the search caches may use: min(4 GiB, 25 % of RAM).
+pub fn memory_budget() -> usize {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<usize>().ok())
+        })
+        .map_or(8 << 30, |kib| kib * 1024);
+    (total / 4).min(4 << 30)
+}
 
 /// `:unknown`.
 pub fn unknown() -> Edn {

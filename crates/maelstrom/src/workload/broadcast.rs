@@ -32,7 +32,7 @@ pub struct AddOrRead {
 }
 
 impl Generator for AddOrRead {
-    fn next(&mut self, rng: &mut ChaCha8Rng) -> Invocation {
+    fn next(&mut self, rng: &mut ChaCha8Rng, _thread: usize, _process: u64) -> Invocation {
         if rng.gen_bool(0.5) {
             let v = self.next;
             self.next += 1;
@@ -101,7 +101,7 @@ impl Workload for Broadcast {
         }
     }
 
-    fn check(&self, ops: &[Op]) -> Edn {
+    fn check(&self, ops: &[Op], _ctx: &super::CheckContext) -> Edn {
         set_full::check(ops, "broadcast")
     }
 }

@@ -33,7 +33,7 @@ impl Counter {
 struct Gen(std::ops::RangeInclusive<i64>);
 
 impl Generator for Gen {
-    fn next(&mut self, rng: &mut ChaCha8Rng) -> Invocation {
+    fn next(&mut self, rng: &mut ChaCha8Rng, _thread: usize, _process: u64) -> Invocation {
         if rng.gen_bool(0.5) {
             let d = rng.gen_range(self.0.clone());
             Invocation {
@@ -106,7 +106,7 @@ impl Workload for Counter {
         }
     }
 
-    fn check(&self, ops: &[Op]) -> Edn {
+    fn check(&self, ops: &[Op], _ctx: &super::CheckContext) -> Edn {
         let delta = |op: &Op| match op.value {
             Edn::Int(d) => d,
             _ => 0,

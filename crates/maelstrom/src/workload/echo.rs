@@ -13,7 +13,7 @@ pub struct Echo;
 struct Gen;
 
 impl Generator for Gen {
-    fn next(&mut self, rng: &mut ChaCha8Rng) -> Invocation {
+    fn next(&mut self, rng: &mut ChaCha8Rng, _thread: usize, _process: u64) -> Invocation {
         let text = format!("Please echo {}", rng.gen_range(0..128));
         Invocation {
             f: "echo",
@@ -37,7 +37,7 @@ impl Workload for Echo {
         Ok(Edn::from_json(&Value::Object(reply.clone())))
     }
 
-    fn check(&self, ops: &[Op]) -> Edn {
+    fn check(&self, ops: &[Op], _ctx: &super::CheckContext) -> Edn {
         let mut errors = Vec::new();
         for (inv, done) in history::pairs(ops) {
             let echoed = match done {

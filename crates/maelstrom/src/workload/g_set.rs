@@ -51,7 +51,7 @@ impl Workload for GSet {
         }
     }
 
-    fn check(&self, ops: &[Op]) -> Edn {
+    fn check(&self, ops: &[Op], _ctx: &super::CheckContext) -> Edn {
         set_full::check(ops, "add")
     }
 }

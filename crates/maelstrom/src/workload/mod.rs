@@ -5,6 +5,7 @@ mod broadcast;
 mod counter;
 mod echo;
 mod g_set;
+mod lin_kv;
 mod unique_ids;
 
 use crate::edn::Edn;
@@ -25,8 +26,20 @@ pub struct Invocation {
 
 /// Produces main-phase operations from the generator stream.
 pub trait Generator: Send {
-    /// The next operation.
-    fn next(&mut self, rng: &mut ChaCha8Rng) -> Invocation;
+    /// The next operation, for worker `thread`, currently process `process`.
+    fn next(&mut self, rng: &mut ChaCha8Rng, thread: usize, process: u64) -> Invocation;
+}
+
+/// What a checker may use besides the history.
+pub struct CheckContext {
+    /// The test's store directory, for per-key and per-anomaly files (none for `check` without `--out`).
+    pub dir: Option<std::path::PathBuf>,
+    /// `--checker-timeout`.
+    pub timeout: std::time::Duration,
+    /// Bytes the checkers may use for search caches.
+    pub memory: usize,
+    /// `--consistency-models`.
+    pub consistency_models: Vec<String>,
 }
 
 /// Options some workloads need.
@@ -35,6 +48,8 @@ pub struct WorkloadOptions {
     pub topology: maelstrom_services::topology::Topology,
     /// The nodes, in order.
     pub nodes: Vec<String>,
+    /// Client threads.
+    pub concurrency: usize,
 }
 
 /// What a workload provides to the runner.
@@ -59,6 +74,10 @@ pub trait Workload: Send + Sync {
     }
     /// The main-phase generator.
     fn generator(&self) -> Box<dyn Generator>;
+    /// How long a client waits for a reply (spec §6.3), given `--latency` in ms.
+    fn timeout(&self, _latency_ms: u64) -> std::time::Duration {
+        std::time::Duration::from_millis(5_000)
+    }
     /// The operation each thread runs in the final phase, and whether it is tagged `:final?`.
     fn final_op(&self) -> Option<(Invocation, bool)> {
         None
@@ -66,7 +85,7 @@ pub trait Workload: Send + Sync {
     /// Validates an `_ok` reply and gives the completion's `:value`; `Err` names the violated rule.
     fn complete(&self, inv: &Invocation, reply: &Map<String, Value>) -> Result<Edn, String>;
     /// The workload checker's result map.
-    fn check(&self, history: &[Op]) -> Edn;
+    fn check(&self, history: &[Op], ctx: &CheckContext) -> Edn;
 }
 
 /// Every workload name `-w` accepts (some arrive with later issues).
@@ -92,6 +111,7 @@ pub fn by_name(name: &str, opts: &WorkloadOptions) -> Option<Box<dyn Workload>> 
         "g-set" => Box::new(g_set::GSet),
         "g-counter" => Box::new(counter::Counter::grow_only()),
         "pn-counter" => Box::new(counter::Counter::pn()),
+        "lin-kv" => Box::new(lin_kv::LinKv::new(opts)),
         _ => return None,
     })
 }

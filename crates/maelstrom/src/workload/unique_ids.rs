@@ -14,7 +14,7 @@ pub struct UniqueIds;
 struct Gen;
 
 impl Generator for Gen {
-    fn next(&mut self, _rng: &mut ChaCha8Rng) -> Invocation {
+    fn next(&mut self, _rng: &mut ChaCha8Rng, _thread: usize, _process: u64) -> Invocation {
         Invocation {
             f: "generate",
             value: Edn::Nil,
@@ -64,7 +64,7 @@ impl Workload for UniqueIds {
         Ok(Edn::from_json(&reply["id"]))
     }
 
-    fn check(&self, ops: &[Op]) -> Edn {
+    fn check(&self, ops: &[Op], _ctx: &super::CheckContext) -> Edn {
         let attempted = ops
             .iter()
             .filter(|o| o.is_client() && o.op_type == OpType::Invoke)
