@@ -28,10 +28,10 @@ pub struct Cli {
 pub enum Command {
     /// Run a test (or --test-count tests) against a node program.
     Test(Box<TestArgs>),
-    /// Re-run the checkers on a stored test (coming with the checker work).
-    Analyze(Later),
-    /// Check a history file (coming with the checker work).
-    Check(Later),
+    /// Re-run the checkers on a stored test.
+    Analyze(AnalyzeArgs),
+    /// Check a history file in Jepsen's EDN format.
+    Check(CheckArgs),
     /// Web UI over the store (not available yet).
     Serve(Later),
     /// Run the bundled example nodes against every workload (not available yet).
@@ -45,6 +45,50 @@ pub enum Command {
 pub struct Later {
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
     _args: Vec<String>,
+}
+
+/// `maelstrom check` options.
+#[derive(Args)]
+pub struct CheckArgs {
+    /// The history (`-` for stdin): a vector of op maps, or one op map per line.
+    pub file: String,
+    /// Check with this workload's checker (lin-kv expects `[key value]` values).
+    #[arg(short = 'w', long)]
+    pub workload: Option<String>,
+    /// Check one register under Knossos semantics: cas-register or register.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// The register's initial value, as EDN (default nil).
+    #[arg(long)]
+    pub initial_value: Option<String>,
+    /// Consistency models (transactional workloads).
+    #[arg(long, default_value = "strict-serializable")]
+    pub consistency_models: String,
+    /// Seconds each key or component may take.
+    #[arg(long, default_value_t = 60.0)]
+    pub checker_timeout: f64,
+    /// Directory for artefacts (per-key results, pictures).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Output format: edn or json.
+    #[arg(long, default_value = "edn")]
+    pub format: String,
+}
+
+/// `maelstrom analyze` options.
+#[derive(Args)]
+pub struct AnalyzeArgs {
+    /// A stored test: an index by time (-1 is the newest, 0 the oldest) or a test directory.
+    #[arg(
+        short = 't',
+        long = "test",
+        default_value = "-1",
+        allow_hyphen_values = true
+    )]
+    pub test: String,
+    /// Where tests are stored.
+    #[arg(long, default_value = "store")]
+    pub store: PathBuf,
 }
 
 /// `maelstrom test` options.

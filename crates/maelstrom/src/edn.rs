@@ -345,3 +345,286 @@ mod tests {
         );
     }
 }
+
+/// Parses every top-level form of an EDN text. Errors name the line.
+///
+/// Reads what Jepsen writes: `nil`, booleans, integers (`N` suffix allowed), floats (`M`
+/// suffix allowed), ratios (as floats), strings, characters (as strings), keywords, symbols
+/// (as strings), vectors, lists (as vectors), maps, sets, `;` comments, `#_` discards, and
+/// tagged literals such as `#jepsen.history.Op{…}` (the tag is dropped).
+pub fn parse_all(text: &str) -> Result<Vec<Edn>, String> {
+    let mut r = Reader {
+        s: text.as_bytes(),
+        i: 0,
+        line: 1,
+    };
+    let mut out = Vec::new();
+    loop {
+        r.skip_ws();
+        if r.i >= r.s.len() {
+            return Ok(out);
+        }
+        if let Some(v) = r.form()? {
+            out.push(v);
+        }
+    }
+}
+
+struct Reader<'a> {
+    s: &'a [u8],
+    i: usize,
+    line: usize,
+}
+
+impl Reader<'_> {
+    fn err<T>(&self, what: impl std::fmt::Display) -> Result<T, String> {
+        Err(format!("line {}: {what}", self.line))
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(c) = self.peek() {
+            match c {
+                b'\n' => {
+                    self.line += 1;
+                    self.i += 1;
+                }
+                b' ' | b'\t' | b'\r' | b',' => self.i += 1,
+                b';' => {
+                    while self.peek().is_some_and(|c| c != b'\n') {
+                        self.i += 1;
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// One form; `None` for a discarded (`#_`) form.
+    fn form(&mut self) -> Result<Option<Edn>, String> {
+        self.skip_ws();
+        let Some(c) = self.peek() else {
+            return self.err("unexpected end of input");
+        };
+        Ok(Some(match c {
+            b'[' => Edn::Vector(self.seq(b']')?),
+            b'(' => Edn::Vector(self.seq(b')')?),
+            b'{' => {
+                let items = self.seq(b'}')?;
+                if items.len() % 2 == 1 {
+                    return self.err("a map needs an even number of forms");
+                }
+                let mut it = items.into_iter();
+                let mut m = Vec::new();
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    m.push((k, v));
+                }
+                Edn::Map(m)
+            }
+            b'#' => {
+                self.i += 1;
+                match self.peek() {
+                    Some(b'{') => Edn::Set(self.seq(b'}')?),
+                    Some(b'_') => {
+                        self.i += 1;
+                        self.form()?;
+                        return Ok(None);
+                    }
+                    Some(b'#') => {
+                        let sym = self.token();
+                        match sym.as_str() {
+                            "#Inf" => Edn::Float(f64::INFINITY),
+                            "#-Inf" => Edn::Float(f64::NEG_INFINITY),
+                            _ => Edn::Float(f64::NAN),
+                        }
+                    }
+                    _ => {
+                        let _tag = self.token();
+                        match self.form()? {
+                            Some(v) => v,
+                            None => return self.err("a tag needs a value"),
+                        }
+                    }
+                }
+            }
+            b'"' => self.string()?,
+            b')' | b']' | b'}' => return self.err(format!("unexpected '{}'", c as char)),
+            b'\\' => {
+                self.i += 1;
+                let t = self.token();
+                Edn::Str(match t.as_str() {
+                    "newline" => "\n".into(),
+                    "space" => " ".into(),
+                    "tab" => "\t".into(),
+                    other => other.to_string(),
+                })
+            }
+            b':' => {
+                self.i += 1;
+                let t = self.token();
+                if t.is_empty() {
+                    return self.err("a keyword needs a name");
+                }
+                Edn::Keyword(t)
+            }
+            _ => {
+                let t = self.token();
+                if t.is_empty() {
+                    return self.err(format!("unexpected character {:?}", c as char));
+                }
+                atom(&t).map_or_else(|| self.err(format!("cannot read {t:?}")), Ok)?
+            }
+        }))
+    }
+
+    fn token(&mut self) -> String {
+        let start = self.i;
+        while let Some(c) = self.peek() {
+            if c.is_ascii_whitespace() || b",;()[]{}\"".contains(&c) {
+                break;
+            }
+            self.i += 1;
+        }
+        String::from_utf8_lossy(&self.s[start..self.i]).into_owned()
+    }
+
+    fn seq(&mut self, close: u8) -> Result<Vec<Edn>, String> {
+        let open_line = self.line;
+        self.i += 1;
+        let mut items = Vec::new();
+        loop {
+            self.skip_ws();
+            match self.peek() {
+                None => {
+                    return Err(format!(
+                        "line {open_line}: '{}' opened here is never closed",
+                        match close {
+                            b']' => '[',
+                            b')' => '(',
+                            _ => '{',
+                        }
+                    ));
+                }
+                Some(c) if c == close => {
+                    self.i += 1;
+                    return Ok(items);
+                }
+                _ => {
+                    if let Some(v) = self.form()? {
+                        items.push(v);
+                    }
+                }
+            }
+        }
+    }
+
+    fn string(&mut self) -> Result<Edn, String> {
+        let start_line = self.line;
+        self.i += 1;
+        let mut out = Vec::new();
+        loop {
+            let Some(c) = self.peek() else {
+                return Err(format!("line {start_line}: unterminated string"));
+            };
+            self.i += 1;
+            match c {
+                b'"' => return Ok(Edn::Str(String::from_utf8_lossy(&out).into_owned())),
+                b'\\' => {
+                    let e = self.peek().unwrap_or(b'\\');
+                    self.i += 1;
+                    out.push(match e {
+                        b'n' => b'\n',
+                        b't' => b'\t',
+                        b'r' => b'\r',
+                        other => other,
+                    });
+                }
+                b'\n' => {
+                    self.line += 1;
+                    out.push(c);
+                }
+                _ => out.push(c),
+            }
+        }
+    }
+}
+
+fn atom(t: &str) -> Option<Edn> {
+    Some(match t {
+        "nil" => Edn::Nil,
+        "true" => Edn::Bool(true),
+        "false" => Edn::Bool(false),
+        _ => {
+            let first = t.as_bytes()[0];
+            if first.is_ascii_digit()
+                || ((first == b'-' || first == b'+')
+                    && t.len() > 1
+                    && t.as_bytes()[1].is_ascii_digit())
+            {
+                let n = t.trim_end_matches(['N', 'M']);
+                if let Ok(i) = n.parse::<i64>() {
+                    Edn::Int(i)
+                } else if let Ok(u) = n.parse::<u64>() {
+                    Edn::UInt(u)
+                } else if let Some((a, b)) = n.split_once('/') {
+                    Edn::Float(a.parse::<f64>().ok()? / b.parse::<f64>().ok()?)
+                } else {
+                    Edn::Float(n.parse::<f64>().ok()?)
+                }
+            } else {
+                Edn::Str(t.to_string())
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    #[test]
+    fn reads_jepsen_histories() {
+        let text = "; a comment\n[{:type :invoke, :f :read, :value nil, :process 0}\n {:type :ok :f :read :value #{1 2} :process 0 :x 1.5M :y 7N}]\n#jepsen.history.Op{:index 3, :f :cas, :value [1 2]}\n#_ {:ignored true}\n(1 \"a\\\"b\" \\c :ns/kw sym)";
+        let forms = parse_all(text).unwrap();
+        assert_eq!(forms.len(), 3);
+        assert_eq!(
+            forms[0].to_string(),
+            r#"[{:type :invoke, :f :read, :value nil, :process 0} {:type :ok, :f :read, :value #{1 2}, :process 0, :x 1.5, :y 7}]"#
+        );
+        assert_eq!(
+            forms[1].get("value"),
+            Some(&Edn::Vector(vec![Edn::Int(1), Edn::Int(2)]))
+        );
+        assert_eq!(
+            forms[2],
+            Edn::Vector(vec![
+                Edn::Int(1),
+                Edn::Str("a\"b".into()),
+                Edn::Str("c".into()),
+                kw("ns/kw"),
+                Edn::Str("sym".into())
+            ])
+        );
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        assert_eq!(
+            parse_all("[1 2\n3").unwrap_err(),
+            "line 1: '[' opened here is never closed"
+        );
+        assert_eq!(
+            parse_all("{:a 1}\n{:b}").unwrap_err(),
+            "line 2: a map needs an even number of forms"
+        );
+        assert_eq!(parse_all("\n\n]").unwrap_err(), "line 3: unexpected ']'");
+        assert!(
+            parse_all("\"abc")
+                .unwrap_err()
+                .contains("unterminated string")
+        );
+    }
+}

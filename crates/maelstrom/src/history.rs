@@ -208,3 +208,90 @@ pub fn pairs(ops: &[Op]) -> Vec<(&Op, Option<&Op>)> {
     }
     out
 }
+
+/// A history's process for ops that name none.
+pub const ANONYMOUS: u64 = u64::MAX;
+
+/// `:f` names read from files, interned so `Op::f` stays `&'static str`; bounded by the
+/// number of distinct function names, which is tiny.
+fn intern(name: &str) -> &'static str {
+    static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let mut names = NAMES.lock().expect("intern lock");
+    if let Some(n) = names.iter().find(|n| **n == name) {
+        return n;
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.push(leaked);
+    leaked
+}
+
+/// Reads a history from EDN forms, tolerantly, as Jepsen's own checkers do: one vector (or
+/// list) of op maps, or one op map per form; an op without `:process` belongs to one anonymous
+/// process; without `:f` it takes `default_f`; without `:time` its position; ops whose
+/// `:process` is neither an integer nor nil (the nemesis) are skipped, and so are ops whose
+/// `:f` is not in `functions` (when given). Errors name the op.
+pub fn from_edn(
+    forms: Vec<Edn>,
+    default_f: Option<&'static str>,
+    functions: Option<&[&str]>,
+) -> Result<Vec<Op>, String> {
+    let maps: Vec<Edn> = match forms.as_slice() {
+        [Edn::Vector(items)] if items.iter().all(|i| matches!(i, Edn::Map(_))) => items.clone(),
+        _ => forms,
+    };
+    let mut ops = Vec::with_capacity(maps.len());
+    for (n, m) in maps.into_iter().enumerate() {
+        if !matches!(m, Edn::Map(_)) {
+            return Err(format!(
+                "op {n}: expected a map like {{:type :invoke, :f :read, :value nil, :process 0}}, got {m}"
+            ));
+        }
+        let op_type = match m.get("type") {
+            Some(Edn::Keyword(k)) if k == "invoke" => OpType::Invoke,
+            Some(Edn::Keyword(k)) if k == "ok" => OpType::Ok,
+            Some(Edn::Keyword(k)) if k == "fail" => OpType::Fail,
+            Some(Edn::Keyword(k)) if k == "info" => OpType::Info,
+            other => {
+                return Err(format!(
+                    "op {n}: :type must be :invoke, :ok, :fail or :info, got {}",
+                    other.map_or("nothing".into(), Edn::to_string)
+                ));
+            }
+        };
+        let process = match m.get("process") {
+            None | Some(Edn::Nil) => Process::Client(ANONYMOUS),
+            Some(Edn::Int(p)) if *p >= 0 => Process::Client(*p as u64),
+            Some(_) => continue,
+        };
+        let f = match m.get("f") {
+            Some(Edn::Keyword(f)) | Some(Edn::Str(f)) => intern(f),
+            None => match default_f {
+                Some(f) => f,
+                None => {
+                    return Err(format!(
+                        "op {n}: it has no :f, and this check has no usual function"
+                    ));
+                }
+            },
+            Some(other) => return Err(format!("op {n}: :f must be a keyword, got {other}")),
+        };
+        if functions.is_some_and(|fs| !fs.contains(&f)) {
+            continue;
+        }
+        let time = match m.get("time") {
+            Some(Edn::Int(t)) if *t >= 0 => *t as u64,
+            _ => n as u64,
+        };
+        ops.push(Op {
+            op_type,
+            f,
+            value: m.get("value").cloned().unwrap_or(Edn::Nil),
+            time,
+            process,
+            index: ops.len() as u64,
+            error: m.get("error").cloned(),
+            is_final: matches!(m.get("final?"), Some(Edn::Bool(true))),
+        });
+    }
+    Ok(ops)
+}

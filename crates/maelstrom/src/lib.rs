@@ -7,10 +7,12 @@
 //! records the [`history`] → the workload's checker and the shared [`checker`]s judge it →
 //! results, [`plots`] and the [`store`].
 
+pub mod analysis;
 pub mod checker;
 pub mod cli;
 pub mod client;
 pub mod cluster;
+pub mod commands;
 pub mod console;
 pub mod edn;
 pub mod history;

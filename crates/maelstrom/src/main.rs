@@ -30,6 +30,8 @@ fn main() {
     };
     let args = match cli.command {
         Command::Test(args) => args,
+        Command::Check(args) => finish(maelstrom::commands::check(args)),
+        Command::Analyze(args) => finish(maelstrom::commands::analyze(args)),
         _ => {
             eprintln!(
                 "This command is not available in this build yet; `maelstrom test` is.\n{COMMANDS}"
@@ -72,4 +74,15 @@ fn main() {
     println!("\n{line}");
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     std::process::exit(code);
+}
+
+/// Exits with a command's code, or 254 and its message.
+fn finish(result: Result<i32, maelstrom::cli::UsageError>) -> ! {
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("{}", e.0);
+            std::process::exit(254);
+        }
+    }
 }

@@ -2,7 +2,8 @@
 //! workers driven by the seeded schedule, the nemesis, the final phase, teardown, analysis,
 //! and the files of the store.
 
-use crate::checker::{self, merge_valid};
+use crate::analysis;
+use crate::checker;
 use crate::cli::TestConfig;
 use crate::client::Client;
 use crate::cluster::{Cluster, NodeSpec};
@@ -11,7 +12,6 @@ use crate::edn::{Edn, kw, map};
 use crate::history::{self, History, OpType, Process};
 use crate::nemesis::{Nemesis, World};
 use crate::net::{Net, NetConfig};
-use crate::plots;
 use crate::workload::{self, Invocation, Workload, WorkloadOptions};
 use maelstrom_services::seed;
 use rand::Rng;
@@ -307,78 +307,6 @@ pub async fn run(cfg: &TestConfig, seed: u64) -> Result<Verdict, Fatal> {
     write_file(&dir.join("history.txt"), &history::to_txt(&ops))?;
     outcome?;
 
-    console.info("Analyzing...");
-    let analysis_start = std::time::Instant::now();
-    let check_ctx = workload::CheckContext {
-        dir: Some(dir.clone()),
-        timeout: Duration::from_secs_f64(cfg.checker_timeout),
-        memory: crate::checker::memory_budget(),
-        consistency_models: cfg.consistency_models.clone(),
-    };
-    let workload_result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        workload.check(&ops, &check_ctx)
-    })) {
-        Ok(r) => r,
-        Err(p) => {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            map([("valid?", checker::unknown()), ("error", Edn::Str(msg))])
-        }
-    };
-    if analysis_start.elapsed() > Duration::from_secs(1) {
-        console.info(format!(
-            "The {} checker took {:.1} s",
-            cfg.workload,
-            analysis_start.elapsed().as_secs_f64()
-        ));
-    }
-    let perf = plots::write_all(&dir, &ops, cfg.time_limit)
-        .map_err(|e| Fatal(format!("cannot write plots: {e}")))?;
-    let crashes = cluster.crashes();
-    let mut results = Edn::Map(vec![]);
-    results.push("perf", perf);
-    results.push("timeline", map([("valid?", Edn::Bool(true))]));
-    results.push("exceptions", map([("valid?", Edn::Bool(true))]));
-    results.push("stats", checker::stats(&ops));
-    results.push(
-        "availability",
-        checker::availability(&ops, cfg.availability),
-    );
-    results.push("net", checker::net(&net.stats(), &ops));
-    results.push("workload", workload_result);
-    if !crashes.is_empty() {
-        let m = crashes
-            .iter()
-            .map(|c| {
-                (
-                    Edn::Str(c.node.clone()),
-                    map([
-                        ("exit", Edn::Int(c.exit)),
-                        ("time", Edn::Int(c.time as i64)),
-                    ]),
-                )
-            })
-            .collect();
-        results.push("crashed", Edn::Map(m));
-    }
-    results.push("seed", Edn::UInt(seed));
-    let parts: Vec<Edn> = match &results {
-        Edn::Map(entries) => entries
-            .iter()
-            .filter_map(|(_, v)| v.get("valid?").cloned())
-            .collect(),
-        _ => vec![],
-    };
-    let valid = if crashes.is_empty() {
-        merge_valid(&parts)
-    } else {
-        Edn::Bool(false)
-    };
-    results.push("valid?", valid.clone());
-
     let dropped = net.stats().dropped;
     for (node, reasons) in &dropped {
         let list: Vec<String> = reasons
@@ -390,11 +318,36 @@ pub async fn run(cfg: &TestConfig, seed: u64) -> Result<Verdict, Fatal> {
             list.join(", ")
         ));
     }
-    let text = results.pretty();
-    write_file(&dir.join("results.edn"), &format!("{text}\n"))?;
-    let json = serde_json::to_string_pretty(&results.to_json()).expect("json");
-    write_file(&dir.join("results.json"), &format!("{json}\n"))?;
-    console.print(&text);
+    let crashes = cluster.crashes();
+    let crashed = (!crashes.is_empty()).then(|| {
+        Edn::Map(
+            crashes
+                .iter()
+                .map(|c| {
+                    (
+                        Edn::Str(c.node.clone()),
+                        map([
+                            ("exit", Edn::Int(c.exit)),
+                            ("time", Edn::Int(c.time as i64)),
+                        ]),
+                    )
+                })
+                .collect(),
+        )
+    });
+    let inputs = analysis::Inputs {
+        dir: &dir,
+        ops: &ops,
+        workload: workload.as_ref(),
+        availability: cfg.availability,
+        checker_timeout: cfg.checker_timeout,
+        consistency_models: &cfg.consistency_models,
+        time_limit: cfg.time_limit,
+        net: checker::net(&net.stats(), &ops),
+        crashed,
+        seed,
+    };
+    let valid = analysis::analyze(&console, inputs)?;
     Ok(Verdict { valid })
 }
 
@@ -625,7 +578,7 @@ fn group_thousands(n: u64) -> String {
     out
 }
 
-fn write_file(path: &Path, text: &str) -> Result<(), Fatal> {
+pub(crate) fn write_file(path: &Path, text: &str) -> Result<(), Fatal> {
     std::fs::write(path, text).map_err(|e| Fatal(format!("cannot write {}: {e}", path.display())))
 }
 
@@ -646,6 +599,13 @@ fn write_test_json(cfg: &TestConfig, seed: u64, dir: &Path) -> Result<(), Fatal>
         "nemesis-interval": cfg.nemesis_interval,
         "lose-probability": cfg.lose_probability,
         "topology": cfg.topology_name,
+        "availability": match cfg.availability {
+            None => Value::Null,
+            Some(checker::Availability::Total) => json!("total"),
+            Some(checker::Availability::AtLeast(a)) => json!(a),
+        },
+        "consistency-models": cfg.consistency_models,
+        "checker-timeout": cfg.checker_timeout,
         "node-cwd": cfg.node_cwd,
         "seed": seed,
         "version": env!("CARGO_PKG_VERSION"),

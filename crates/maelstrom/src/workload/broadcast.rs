@@ -61,6 +61,10 @@ impl Workload for Broadcast {
         "broadcast"
     }
 
+    fn functions(&self) -> &'static [&'static str] {
+        &["broadcast", "read"]
+    }
+
     fn idempotent(&self) -> &'static [&'static str] {
         &["read"]
     }

@@ -74,6 +74,10 @@ impl Workload for Counter {
         self.name
     }
 
+    fn functions(&self) -> &'static [&'static str] {
+        &["add", "read"]
+    }
+
     fn never_fails(&self) -> bool {
         true
     }

@@ -28,6 +28,10 @@ impl Workload for Echo {
         "echo"
     }
 
+    fn functions(&self) -> &'static [&'static str] {
+        &["echo"]
+    }
+
     fn generator(&self) -> Box<dyn Generator> {
         Box::new(Gen)
     }

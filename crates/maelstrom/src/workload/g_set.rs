@@ -15,6 +15,10 @@ impl Workload for GSet {
         "g-set"
     }
 
+    fn functions(&self) -> &'static [&'static str] {
+        &["add", "read"]
+    }
+
     fn never_fails(&self) -> bool {
         true
     }

@@ -301,6 +301,10 @@ impl Workload for LinKv {
         "lin-kv"
     }
 
+    fn functions(&self) -> &'static [&'static str] {
+        &["read", "write", "cas"]
+    }
+
     fn idempotent(&self) -> &'static [&'static str] {
         &["read"]
     }

@@ -56,6 +56,9 @@ pub struct WorkloadOptions {
 pub trait Workload: Send + Sync {
     /// The `-w` name.
     fn name(&self) -> &'static str;
+    /// Every `:f` the workload records; the first is the usual one (`check` gives it to ops
+    /// that have none).
+    fn functions(&self) -> &'static [&'static str];
     /// `:f`s whose timeouts and errors are `:fail` (they did not change anything).
     fn idempotent(&self) -> &'static [&'static str] {
         &[]

@@ -51,6 +51,10 @@ impl Workload for UniqueIds {
         "unique-ids"
     }
 
+    fn functions(&self) -> &'static [&'static str] {
+        &["generate"]
+    }
+
     fn reusable_clients(&self) -> bool {
         true
     }
