@@ -20,6 +20,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The first and longest pause between tries of [`Ctx::rpc_retry`].
+const RETRY_PAUSE_MIN: Duration = Duration::from_millis(10);
+const RETRY_PAUSE_MAX: Duration = Duration::from_millis(500);
+
 /// What the output writer receives: a line, or the order to flush and stop.
 pub(crate) enum Out {
     Line(String),
@@ -128,6 +132,11 @@ impl Core {
     pub(crate) fn close_rpcs(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.pending.lock().expect("pending lock").clear();
+    }
+
+    /// Whether input has ended (no reply can arrive any more).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     pub(crate) fn pending_count(&self) -> usize {
@@ -368,8 +377,9 @@ impl<S: Send + Sync + 'static> Ctx<S> {
     }
 
     /// Sends a request until it gets an `_ok` reply or a definite error, resending (with a new
-    /// `msg_id`) after each timeout or indefinite error, until `deadline` has passed.
-    /// Each try waits at most the node's RPC timeout.
+    /// `msg_id`, after a pause that doubles from 10 ms to 500 ms) after each timeout or
+    /// indefinite error, until `deadline` has passed or the node's input has ended. Each try
+    /// waits at most the node's RPC timeout.
     ///
     /// ```
     /// # async fn f(ctx: maelnode::Ctx<()>) -> Result<(), maelnode::Error> {
@@ -387,12 +397,24 @@ impl<S: Send + Sync + 'static> Ctx<S> {
         let body = serde_json::to_value(body)
             .map_err(|e| Error::crash(format!("cannot serialise outgoing body: {e}")))?;
         let until = tokio::time::Instant::now() + deadline;
+        let mut pause = RETRY_PAUSE_MIN;
         loop {
             let left = until.saturating_duration_since(tokio::time::Instant::now());
             let try_for = left.min(self.core.rpc_timeout);
             match self.rpc(dest, &body).timeout(try_for).await {
-                Err(e) if !e.is_definite() && tokio::time::Instant::now() < until => {
+                // After input EOF no reply can come: retrying would only spin.
+                Err(e)
+                    if !e.is_definite()
+                        && !self.core.is_closed()
+                        && tokio::time::Instant::now() < until =>
+                {
                     tracing::debug!(node = self.node_id(), dest, error = %e, "retrying RPC");
+                    // An indefinite error can come back at once; never retry in a tight loop.
+                    tokio::time::sleep(
+                        pause.min(until.saturating_duration_since(tokio::time::Instant::now())),
+                    )
+                    .await;
+                    pause = (pause * 2).min(RETRY_PAUSE_MAX);
                 }
                 result => return result,
             }

@@ -9,7 +9,7 @@ use crate::context::Core;
 use crate::{Error, ErrorCode, Message};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +24,24 @@ pub enum CreateIfMissing {
     Yes,
     /// A missing key fails the cas with code 20.
     No,
+}
+
+fn json_of(v: impl Serialize) -> Result<Value, Error> {
+    serde_json::to_value(v)
+        .map_err(|e| Error::malformed(format!("cannot serialise a service key or value: {e}")))
+}
+
+/// A service request body; a key or value that cannot be serialised is an error, not a panic.
+fn request<const N: usize>(
+    msg_type: &str,
+    fields: [(&str, Result<Value, Error>); N],
+) -> Result<Value, Error> {
+    let mut body = serde_json::Map::new();
+    body.insert("type".into(), msg_type.into());
+    for (k, v) in fields {
+        body.insert(k.into(), v?);
+    }
+    Ok(Value::Object(body))
 }
 
 /// How many read-cas rounds [`Kv::update`] tries before giving up.
@@ -83,13 +101,10 @@ impl Kv {
         self
     }
 
-    async fn call(&self, body: Value) -> Result<Message, Error> {
+    async fn call(&self, body: Result<Value, Error>) -> Result<Message, Error> {
+        let body = body.and_then(crate::message::body_text);
         Arc::clone(&self.core)
-            .call(
-                self.service.to_string(),
-                crate::message::body_text(body),
-                self.timeout,
-            )
+            .call(self.service.to_string(), body, self.timeout)
             .await
     }
 
@@ -102,7 +117,7 @@ impl Kv {
     /// # Ok(()) }
     /// ```
     pub async fn read(&self, key: impl Serialize) -> Result<Option<Value>, Error> {
-        match self.call(json!({"type": "read", "key": key})).await {
+        match self.call(request("read", [("key", json_of(key))])).await {
             Ok(reply) => Ok(Some(
                 reply
                     .body_json()
@@ -142,9 +157,12 @@ impl Kv {
     /// # Ok(()) }
     /// ```
     pub async fn write(&self, key: impl Serialize, value: impl Serialize) -> Result<(), Error> {
-        self.call(json!({"type": "write", "key": key, "value": value}))
-            .await
-            .map(drop)
+        self.call(request(
+            "write",
+            [("key", json_of(key)), ("value", json_of(value))],
+        ))
+        .await
+        .map(drop)
     }
 
     /// Compare-and-set: if the key holds `from`, it becomes `to`. Fails with code 22 on a
@@ -166,9 +184,16 @@ impl Kv {
         to: impl Serialize,
         create: CreateIfMissing,
     ) -> Result<(), Error> {
-        let mut body = json!({"type": "cas", "key": key, "from": from, "to": to});
-        if create == CreateIfMissing::Yes {
-            body["create_if_not_exists"] = true.into();
+        let mut body = request(
+            "cas",
+            [
+                ("key", json_of(key)),
+                ("from", json_of(from)),
+                ("to", json_of(to)),
+            ],
+        );
+        if let (Ok(b), CreateIfMissing::Yes) = (&mut body, create) {
+            b["create_if_not_exists"] = true.into();
         }
         self.call(body).await.map(drop)
     }
@@ -266,7 +291,7 @@ impl Tso {
     /// # Ok(()) }
     /// ```
     pub async fn ts(&self) -> Result<u64, Error> {
-        let reply = self.kv.call(json!({"type": "ts"})).await?;
+        let reply = self.kv.call(request("ts", [])).await?;
         reply
             .body_json()
             .get("ts")

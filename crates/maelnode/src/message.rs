@@ -173,11 +173,30 @@ pub(crate) fn body_text(body: impl Serialize) -> Result<String, Error> {
     }
 }
 
-#[derive(Serialize)]
-struct Outgoing<'a> {
-    src: &'a str,
-    dest: &'a str,
-    body: &'a Map<String, Value>,
+/// A JSON object's members as raw text, in order.
+struct RawMembers(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for RawMembers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = RawMembers;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawMembers, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
+                    out.push((k, v));
+                }
+                Ok(RawMembers(out))
+            }
+        }
+        d.deserialize_map(Members)
+    }
 }
 
 /// One outgoing protocol line: compact JSON with only `src`, `dest` and `body`, plus `\n`.
@@ -196,22 +215,44 @@ pub(crate) fn encode_line(
 ) -> String {
     let reserved = ["\"type\"", "\"msg_id\"", "\"in_reply_to\""];
     if reserved.iter().any(|k| body.contains(k)) {
-        let mut map: Map<String, Value> = serde_json::from_str(body).unwrap_or_default();
-        map.insert("msg_id".into(), msg_id.into());
-        match in_reply_to {
-            Some(r) => map.insert("in_reply_to".into(), r.into()),
-            None => map.remove("in_reply_to"),
-        };
-        if let Some(t) = default_type {
-            map.entry("type").or_insert_with(|| t.into());
+        // Re-assemble from the body's raw members, so numbers, nesting and key order stay
+        // exactly as serialised (a `Value` round trip would turn huge integers into floats).
+        let members = serde_json::from_str::<RawMembers>(body)
+            .map(|m| m.0)
+            .unwrap_or_default();
+        let mut out = String::with_capacity(body.len() + 64);
+        out.push('{');
+        let has_type = members.iter().any(|(k, _)| k == "type");
+        if let (Some(t), false) = (default_type, has_type) {
+            let _ = write!(
+                out,
+                "\"type\":{},",
+                serde_json::to_string(t).expect("string")
+            );
         }
-        let mut line = serde_json::to_string(&Outgoing {
-            src,
-            dest,
-            body: &map,
-        })
-        .expect("a JSON map always serialises");
-        line.push('\n');
+        let _ = write!(out, "\"msg_id\":{msg_id}");
+        if let Some(r) = in_reply_to {
+            let _ = write!(out, ",\"in_reply_to\":{r}");
+        }
+        for (k, v) in members
+            .iter()
+            .filter(|(k, _)| k != "msg_id" && k != "in_reply_to")
+        {
+            let _ = write!(
+                out,
+                ",{}:{}",
+                serde_json::to_string(k).expect("string"),
+                v.get()
+            );
+        }
+        out.push('}');
+        let mut line = String::with_capacity(out.len() + src.len() + dest.len() + 32);
+        let _ = write!(
+            line,
+            "{{\"src\":{},\"dest\":{},\"body\":{out}}}\n",
+            serde_json::to_string(src).expect("string"),
+            serde_json::to_string(dest).expect("string")
+        );
         return line;
     }
     let mut line = String::with_capacity(body.len() + src.len() + dest.len() + 96);
@@ -305,6 +346,19 @@ mod tests {
             Some("read_ok"),
         );
         assert_eq!(parsed(&l)["body"]["type"], "custom");
+        // Huge integers and key order survive the slow path.
+        let l = encode_line(
+            "n1",
+            "c1",
+            r#"{"type":"t","big":123456789012345678901234567890,"a":1.0}"#,
+            12,
+            None,
+            None,
+        );
+        assert!(
+            l.contains(r#""type":"t","big":123456789012345678901234567890,"a":1.0"#),
+            "{l}"
+        );
         // A reserved word inside a value only takes the slow path; the result is the same.
         let l = encode_line(
             "n1",

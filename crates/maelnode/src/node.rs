@@ -41,8 +41,26 @@ use tokio::sync::mpsc;
 /// ```
 pub trait Handler<S>: Send + Sync + 'static {
     /// The request body's type.
+    ///
+    /// ```
+    /// struct Read;
+    /// impl maelnode::Handler<()> for Read {
+    ///     type Body = serde_json::Map<String, serde_json::Value>; // any DeserializeOwned
+    ///     async fn call(&self, req: maelnode::Request<()>, _: Self::Body) -> maelnode::HandlerResult { req.reply_ok() }
+    /// }
+    /// ```
     type Body: DeserializeOwned + Send;
-    /// Handles one request.
+    /// Handles one request; the library replies with an error if it returns `Err` or panics.
+    ///
+    /// ```
+    /// struct Fails;
+    /// impl maelnode::Handler<()> for Fails {
+    ///     type Body = serde::de::IgnoredAny;
+    ///     async fn call(&self, _: maelnode::Request<()>, _: Self::Body) -> maelnode::HandlerResult {
+    ///         Err(maelnode::Error::new(maelnode::ErrorCode::Abort, "not today").into())
+    ///     }
+    /// }
+    /// ```
     fn call(&self, req: Request<S>, body: Self::Body)
     -> impl Future<Output = HandlerResult> + Send;
 }
@@ -65,8 +83,13 @@ impl<S: Send + Sync + 'static, H: Handler<S>> Dispatch<S> for Erased<H> {
         Box::pin(async move {
             let body = match req.message().body_as::<H::Body>() {
                 Ok(b) => b,
+                // Only the message's own type naming no variant means "unsupported"; an unknown
+                // variant deeper in the body is a malformed request.
                 Err(e)
-                    if unsupported && e.text().is_some_and(|t| t.contains("unknown variant")) =>
+                    if unsupported
+                        && e.text().is_some_and(|t| {
+                            t.contains(&format!("unknown variant `{}`", req.msg_type()))
+                        }) =>
                 {
                     return Err(Error::new(
                         ErrorCode::NotSupported,
@@ -475,6 +498,9 @@ const LINES_PER_YIELD: u32 = 64;
 const UNINITIALISED: u8 = 0;
 const INITIALISING: u8 = 1;
 const READY: u8 = 2;
+/// The init hook failed. Final: the hook has been consumed and the identity is fixed, so a
+/// later `init` could only pretend to succeed (the runner aborts the test anyway).
+const INIT_FAILED: u8 = 3;
 
 /// The running node's input side: routes each line to the init logic, a pending RPC or a
 /// handler task.
@@ -581,10 +607,17 @@ impl<S: Send + Sync + 'static> Dispatcher<S> {
             )
             .is_err()
         {
-            let text = format!(
-                "the node is already initialised as {:?}",
-                self.ctx.node_id()
-            );
+            let text = if self.phase.load(Ordering::Acquire) == INIT_FAILED {
+                format!(
+                    "the node's init hook failed as {:?}; start the node again",
+                    self.ctx.node_id()
+                )
+            } else {
+                format!(
+                    "the node is already initialised as {:?}",
+                    self.ctx.node_id()
+                )
+            };
             self.answer(&msg, Error::malformed(text).to_body());
             return;
         }
@@ -639,7 +672,7 @@ impl<S: Send + Sync + 'static> Dispatcher<S> {
                     this.answer(&msg, e.to_body());
                     let early = {
                         let mut early = this.early.lock().expect("early lock");
-                        this.phase.store(UNINITIALISED, Ordering::Release);
+                        this.phase.store(INIT_FAILED, Ordering::Release);
                         std::mem::take(&mut *early)
                     };
                     early
@@ -687,7 +720,11 @@ impl<S: Send + Sync + 'static> Dispatcher<S> {
             let answered = replied.load(Ordering::Acquire);
             match failure {
                 Some(err) => {
-                    tracing::error!(node = core.node_id(), %msg_type, %src, error = %err, "handler failed");
+                    if err.code() == ErrorCode::NotSupported {
+                        tracing::warn!(node = core.node_id(), %msg_type, %src, "no handler for this message type");
+                    } else {
+                        tracing::error!(node = core.node_id(), %msg_type, %src, error = %err, "handler failed");
+                    }
                     if let (false, Some(id)) = (answered, msg_id) {
                         core.emit_map(&src, &err.to_body(), Some(id));
                     }

@@ -115,11 +115,15 @@ pub(crate) fn install_default_logging() {
         .ok()
         .and_then(|v| v.parse::<Targets>().ok())
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
-        .with_target(false)
-        .finish()
+    // The fmt layer on a bare registry: `fmt()`'s builder would add its own INFO ceiling,
+    // and RUST_LOG=debug could then never reach the per-message events.
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(io::stderr)
+                .with_ansi(io::stderr().is_terminal())
+                .with_target(false),
+        )
         .with(filter);
     let _ = tracing::subscriber::set_global_default(subscriber);
 }

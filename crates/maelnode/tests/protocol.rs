@@ -351,8 +351,19 @@ async fn rpc_replies_errors_timeouts_and_dropped_futures() {
     let mut got = [h.recv().await, h.recv().await];
     got.sort_by_key(|m| m["dest"].as_str().unwrap().to_string());
     assert_eq!(got[0]["body"]["type"], "later_ok");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(log.lock().unwrap().last().unwrap(), "callback 0");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let callbacks: Vec<String> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("callback"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        callbacks,
+        ["callback 0"],
+        "the callback ran exactly once, with the timeout"
+    );
     h.eof().await.unwrap();
 }
 
@@ -468,37 +479,44 @@ async fn timers_start_after_init_never_overlap_and_stop_at_shutdown() {
         running: AtomicUsize,
         overlaps: AtomicUsize,
         once: AtomicUsize,
+        /// Also seen by the test after the node has shut down.
+        all_ticks: Arc<AtomicUsize>,
     }
-    let node = Node::builder(T::default())
-        .every(Duration::from_millis(100), |ctx: Ctx<T>| async move {
-            let s = ctx.state();
-            if s.running.fetch_add(1, Ordering::SeqCst) > 0 {
-                s.overlaps.fetch_add(1, Ordering::SeqCst);
-            }
-            s.ticks.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(250)).await; // longer than the period
-            s.running.fetch_sub(1, Ordering::SeqCst);
-        })
-        .after(Duration::from_millis(50), |ctx: Ctx<T>| async move {
-            ctx.state().once.fetch_add(1, Ordering::SeqCst);
-        })
-        .on_json("count", |req: Request<T>, _| async move {
-            let s = req.state();
-            let (t, o, once) = (
-                s.ticks.load(Ordering::SeqCst),
-                s.overlaps.load(Ordering::SeqCst),
-                s.once.load(Ordering::SeqCst),
-            );
-            req.reply(json!({"ticks": t, "overlaps": o, "once": once}))
-        })
-        .on_json("cancel_soon", |req: Request<T>, _| async move {
-            let t = req.every(Duration::from_millis(10), |_| async {
-                panic!("a cancelled timer must not run")
-            });
-            t.cancel();
-            assert!(t.is_cancelled());
-            req.reply_ok()
+    let all_ticks = Arc::new(AtomicUsize::new(0));
+    let node = Node::builder(T {
+        all_ticks: Arc::clone(&all_ticks),
+        ..T::default()
+    })
+    .every(Duration::from_millis(100), |ctx: Ctx<T>| async move {
+        let s = ctx.state();
+        if s.running.fetch_add(1, Ordering::SeqCst) > 0 {
+            s.overlaps.fetch_add(1, Ordering::SeqCst);
+        }
+        s.ticks.fetch_add(1, Ordering::SeqCst);
+        s.all_ticks.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(250)).await; // longer than the period
+        s.running.fetch_sub(1, Ordering::SeqCst);
+    })
+    .after(Duration::from_millis(50), |ctx: Ctx<T>| async move {
+        ctx.state().once.fetch_add(1, Ordering::SeqCst);
+    })
+    .on_json("count", |req: Request<T>, _| async move {
+        let s = req.state();
+        let (t, o, once) = (
+            s.ticks.load(Ordering::SeqCst),
+            s.overlaps.load(Ordering::SeqCst),
+            s.once.load(Ordering::SeqCst),
+        );
+        req.reply(json!({"ticks": t, "overlaps": o, "once": once}))
+    })
+    .on_json("cancel_soon", |req: Request<T>, _| async move {
+        let t = req.every(Duration::from_millis(10), |_| async {
+            panic!("a cancelled timer must not run")
         });
+        t.cancel();
+        assert!(t.is_cancelled());
+        req.reply_ok()
+    });
     let mut h = Harness::started(node).await;
     assert_eq!(
         h.call(json!({"type":"cancel_soon","msg_id":2})).await["type"],
@@ -511,6 +529,13 @@ async fn timers_start_after_init_never_overlap_and_stop_at_shutdown() {
     assert_eq!(r["overlaps"], 0);
     assert_eq!(r["once"], 1);
     h.eof().await.unwrap();
+    let at_shutdown = all_ticks.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        all_ticks.load(Ordering::SeqCst),
+        at_shutdown,
+        "no tick after shutdown"
+    );
 }
 
 #[derive(serde::Deserialize)]

@@ -158,6 +158,40 @@ async fn futures_ts(sim: &Sim) -> Vec<u64> {
 }
 
 #[tokio::test(start_paused = true)]
+async fn kv_and_tso_calls_time_out_when_the_service_never_answers() {
+    let node = || {
+        Node::builder(())
+            .rpc_timeout(Duration::from_millis(400))
+            .on_json("both", |req: Request<()>, _| async move {
+                let kv = req
+                    .lin_kv()
+                    .read("k")
+                    .await
+                    .map(|_| 0)
+                    .unwrap_or_else(|e| e.code().code());
+                let ts = req
+                    .tso()
+                    .ts()
+                    .await
+                    .map(|_| 0)
+                    .unwrap_or_else(|e| e.code().code());
+                let pending = req.pending_rpcs();
+                req.reply(json!({"kv": kv, "ts": ts, "pending": pending}))
+            })
+    };
+    let sim = Sim::builder().nodes(1).start(node).await.unwrap();
+    sim.drop_where(|m| m.dest == "lin-kv" || m.dest == "lin-tso");
+    let r = sim
+        .client()
+        .call("n0", json!({"type": "both"}))
+        .await
+        .unwrap();
+    assert_eq!(r.body_json()["kv"], 0, "timeout, not 'missing key'");
+    assert_eq!(r.body_json()["ts"], 0);
+    assert_eq!(r.body_json()["pending"], 0, "timed-out calls deregister");
+}
+
+#[tokio::test(start_paused = true)]
 async fn kv_calls_time_out_when_a_service_never_answers() {
     // A node whose "service" is a node that ignores everything: the call must time out.
     let node = || {

@@ -34,8 +34,8 @@
 //!
 //! Delivery order, latencies and drops are a pure function of the seed and the sequence of
 //! sends. The seed comes from [`SimBuilder::seed`], is overridden by the environment variable
-//! `MAELNODE_SEED`, and is printed when a test panics with the simulation alive, so a failure
-//! replays with `MAELNODE_SEED=<seed> cargo test …`.
+//! `MAELNODE_SEED`, and printed when the cluster starts (the test harness shows it when the
+//! test fails), so a failure replays with `MAELNODE_SEED=<seed> cargo test …`.
 
 mod network;
 
@@ -150,6 +150,9 @@ impl SimBuilder {
             .and_then(|s| s.parse().ok())
             .or(self.seed)
             .unwrap_or_else(rand::random);
+        // Printed at the start rather than on failure: the test harness shows a test's output
+        // exactly when it fails, whether by panic or by returning `Err`.
+        eprintln!("maelnode sim: seed {seed} (replay with MAELNODE_SEED={seed})");
         let launch: Launch = Arc::new(move |node_seed| {
             let node = make().stdout_guard(false).seed(node_seed);
             Box::new(move |io: tokio::io::DuplexStream| {
@@ -229,6 +232,15 @@ async fn deliver_forever(inner: Arc<Inner>) {
 }
 
 /// A running simulated cluster. Dropping it stops every node.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), maelnode::Error> {
+/// let sim = maelnode::sim::Sim::builder().nodes(2).start(|| maelnode::Node::builder(())).await?;
+/// sim.isolate("n1");
+/// sim.sleep(std::time::Duration::from_secs(1)).await;
+/// assert_eq!(sim.stats().pending_rpcs, 0);
+/// # Ok(()) }
+/// ```
 pub struct Sim {
     inner: Arc<Inner>,
 }
@@ -575,12 +587,6 @@ impl Sim {
 
 impl Drop for Sim {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            let seed = self.seed();
-            eprintln!(
-                "maelnode sim: this run used seed {seed}; replay it with MAELNODE_SEED={seed}"
-            );
-        }
         for task in self.inner.tasks.lock().expect("tasks lock").drain(..) {
             task.abort();
         }
@@ -597,6 +603,15 @@ impl Drop for Sim {
 }
 
 /// A simulated client `c<k>`: one outstanding request at a time, zero latency, as in the runner.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), maelnode::Error> {
+/// let node = || maelnode::Node::builder(()).on_json("ping", |req, _| async move { req.reply_ok() });
+/// let sim = maelnode::sim::Sim::builder().nodes(1).start(node).await?;
+/// let c = sim.client();
+/// assert_eq!(c.call("n0", serde_json::json!({"type": "ping"})).await?.msg_type(), "ping_ok");
+/// # Ok(()) }
+/// ```
 pub struct Client {
     id: String,
     inner: Arc<Inner>,
