@@ -247,9 +247,9 @@ pub(crate) fn encode_line(
         }
         out.push('}');
         let mut line = String::with_capacity(out.len() + src.len() + dest.len() + 32);
-        let _ = write!(
+        let _ = writeln!(
             line,
-            "{{\"src\":{},\"dest\":{},\"body\":{out}}}\n",
+            "{{\"src\":{},\"dest\":{},\"body\":{out}}}",
             serde_json::to_string(src).expect("string"),
             serde_json::to_string(dest).expect("string")
         );
