@@ -259,6 +259,9 @@ pub struct TestConfig {
     pub consistency_models: Vec<String>,
 }
 
+/// The longest time option accepted (a year); longer ones overflow clocks.
+const MAX_SECONDS: f64 = 31_536_000.0;
+
 /// A usage error: the message, ending in what to change.
 #[derive(Debug)]
 pub struct UsageError(pub String);
@@ -308,12 +311,15 @@ impl TestArgs {
             .map(|m| m.trim().to_string())
             .filter(|m| !m.is_empty())
             .collect();
-        if !(self.rate >= 0.0 && self.rate.is_finite()) {
-            return err(format!("--rate must be 0 or more, got {}", self.rate));
-        }
-        if !(self.time_limit > 0.0 && self.time_limit.is_finite()) {
+        if !(self.rate >= 0.0 && self.rate <= 1e7) {
             return err(format!(
-                "--time-limit must be more than 0 seconds, got {}",
+                "--rate must be between 0 and 10,000,000, got {}",
+                self.rate
+            ));
+        }
+        if !(self.time_limit > 0.0 && self.time_limit <= MAX_SECONDS) {
+            return err(format!(
+                "--time-limit must be more than 0 seconds and at most a year, got {}",
                 self.time_limit
             ));
         }
@@ -345,9 +351,9 @@ impl TestArgs {
                 }
             }
         }
-        if !(self.nemesis_interval >= 0.0 && self.nemesis_interval.is_finite()) {
+        if !(self.nemesis_interval > 0.0 && self.nemesis_interval <= MAX_SECONDS) {
             return err(format!(
-                "--nemesis-interval must be 0 or more seconds, got {}",
+                "--nemesis-interval must be more than 0 seconds (and at most a year), got {}",
                 self.nemesis_interval
             ));
         }

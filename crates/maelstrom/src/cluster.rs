@@ -52,6 +52,9 @@ pub struct Crash {
 struct Running {
     pgid: i32,
     killed: Arc<AtomicBool>,
+    /// Set once the process is reaped: its pid may then belong to anyone, so no more signals.
+    reaped: Arc<AtomicBool>,
+    /// True once the process has exited and, for a crash, the report has been printed.
     exited: watch::Receiver<bool>,
     err_tail: Tail,
     log_path: PathBuf,
@@ -59,6 +62,9 @@ struct Running {
 
 /// The last lines a node wrote to one stream.
 type Tail = Arc<Mutex<VecDeque<String>>>;
+
+/// How much of one line a tail keeps: enough for a crash message, bounded for 1,000 nodes.
+const TAIL_LINE: usize = 300;
 
 fn show_tail(t: &Tail) -> String {
     let lines: Vec<String> = t.lock().expect("tail lock").iter().cloned().collect();
@@ -79,6 +85,38 @@ pub struct Cluster {
     crashes: Mutex<Vec<Crash>>,
     spawn_slots: Semaphore,
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// Node stderr lines on their way to `node-logs/`.
+    logs: std::sync::Mutex<std::sync::mpsc::Sender<(Arc<PathBuf>, Vec<u8>)>>,
+}
+
+/// Writes node stderr to `node-logs/<node>.log` on one dedicated thread: file writes would
+/// otherwise each take a trip through tokio's blocking pool, which grows a thread per busy node.
+fn log_writer() -> std::sync::mpsc::Sender<(Arc<PathBuf>, Vec<u8>)> {
+    let (tx, rx) = std::sync::mpsc::channel::<(Arc<PathBuf>, Vec<u8>)>();
+    std::thread::Builder::new()
+        .name("node-logs".into())
+        .spawn(move || {
+            let mut files: HashMap<Arc<PathBuf>, std::fs::File> = HashMap::new();
+            for (path, bytes) in rx {
+                if !files.contains_key(&path) {
+                    match std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&*path)
+                    {
+                        Ok(f) => {
+                            files.insert(Arc::clone(&path), f);
+                        }
+                        Err(_) => continue,
+                    }
+                }
+                if let Some(f) = files.get_mut(&path) {
+                    let _ = std::io::Write::write_all(f, &bytes);
+                }
+            }
+        })
+        .expect("spawn the node-log thread");
+    tx
 }
 
 impl Cluster {
@@ -99,6 +137,7 @@ impl Cluster {
             crashes: Mutex::new(Vec::new()),
             spawn_slots: Semaphore::new(MAX_CONCURRENT_SPAWNS),
             clock,
+            logs: std::sync::Mutex::new(log_writer()),
         })
     }
 
@@ -134,9 +173,8 @@ impl Cluster {
         };
         let reply = tokio::select! {
             r = client.rpc(id, body, INIT_TIMEOUT) => r,
+            // `exited` turns true only after the crash report is printed.
             _ = exit => {
-                // Give the crash report (printed by the process watcher) a moment to land.
-                tokio::time::sleep(Duration::from_millis(300)).await;
                 return Err(format!("Node {id} exited before answering init; see the crash report above."));
             }
         };
@@ -228,36 +266,51 @@ impl Cluster {
             }
         });
         let log_path = self.spec.log_dir.join(format!("{id}.log"));
-        let mut log = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .await?;
+        let log_key = Arc::new(log_path.clone());
+        let logs = self.logs.lock().expect("log lock").clone();
         let console = Arc::clone(&self.console);
         let (node, tail, log_stderr) =
             (id.to_string(), Arc::clone(&err_tail), self.spec.log_stderr);
         let err_task = tokio::spawn(async move {
-            let mut lines = BufReader::new(&mut stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let _ = log.write_all(line.as_bytes()).await;
-                let _ = log.write_all(b"\n").await;
-                let _ = log.flush().await;
-                if log_stderr {
-                    console.info(format!("{node} stderr: {line}"));
+            // Raw bytes: a node's stderr is free-form, and not every program writes UTF-8.
+            let mut reader = BufReader::with_capacity(4 << 10, &mut stderr);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match (&mut reader)
+                    .take(MAX_LINE as u64)
+                    .read_until(b'\n', &mut line)
+                    .await
+                {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
                 }
-                push_tail(&tail, line);
+                if !line.ends_with(b"\n") {
+                    line.push(b'\n');
+                }
+                let _ = logs.send((Arc::clone(&log_key), line.clone()));
+                let text = String::from_utf8_lossy(&line[..line.len() - 1])
+                    .trim_end_matches('\r')
+                    .to_string();
+                if log_stderr {
+                    console.info(format!("{node} stderr: {text}"));
+                }
+                push_tail(&tail, text);
             }
         });
 
         let killed = Arc::new(AtomicBool::new(false));
+        let reaped = Arc::new(AtomicBool::new(false));
         let (crash_err_tail, crash_log) = (Arc::clone(&err_tail), log_path.clone());
         let (exit_tx, exit_rx) = watch::channel(false);
         let this = Arc::clone(self);
-        let (node, was_killed) = (id.to_string(), Arc::clone(&killed));
+        let (node, was_killed, was_reaped) =
+            (id.to_string(), Arc::clone(&killed), Arc::clone(&reaped));
         tokio::spawn(async move {
             let status = child.wait().await;
-            let _ = exit_tx.send(true);
+            was_reaped.store(true, Ordering::SeqCst);
             if was_killed.load(Ordering::SeqCst) {
+                let _ = exit_tx.send(true);
                 return;
             }
             this.net.kill_node(&node);
@@ -286,10 +339,12 @@ impl Cluster {
                 exit,
                 time: (this.clock)(),
             });
+            let _ = exit_tx.send(true);
         });
         let running = Running {
             pgid,
             killed,
+            reaped,
             exited: exit_rx.clone(),
             err_tail,
             log_path,
@@ -301,8 +356,28 @@ impl Cluster {
         Ok(exit_rx)
     }
 
+    /// Resolves once node `id` has exited (and any crash report is printed); never, if it
+    /// is not running.
+    pub async fn exited(&self, id: &str) {
+        let watch = self
+            .running
+            .lock()
+            .expect("running lock")
+            .get(id)
+            .map(|r| r.exited.clone());
+        match watch {
+            Some(mut w) => {
+                let _ = w.wait_for(|e| *e).await.is_ok();
+            }
+            None => std::future::pending().await,
+        }
+    }
+
     fn signal(&self, id: &str, sig: i32) {
         if let Some(r) = self.running.lock().expect("running lock").get(id) {
+            if r.reaped.load(Ordering::SeqCst) {
+                return;
+            }
             if sig == libc::SIGKILL {
                 r.killed.store(true, Ordering::SeqCst);
             }
@@ -358,7 +433,15 @@ impl Cluster {
     }
 }
 
-fn push_tail(tail: &Tail, line: String) {
+fn push_tail(tail: &Tail, mut line: String) {
+    if line.len() > TAIL_LINE {
+        let mut cut = TAIL_LINE;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.truncate(cut);
+        line.push('…');
+    }
     let mut t = tail.lock().expect("tail lock");
     if t.len() == TAIL {
         t.pop_front();

@@ -39,7 +39,10 @@ impl Console {
 
     fn line(&self, level: &str, msg: &str) {
         let line = format!("{} {level:<5} {msg}", clock());
-        self.bar.suspend(|| println!("{line}"));
+        // A closed stdout (`maelstrom test … | head`) must not panic the run.
+        self.bar.suspend(|| {
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        });
         if let Some(f) = self.file.lock().expect("console lock").as_mut() {
             let _ = writeln!(f, "{line}");
         }
@@ -57,7 +60,9 @@ impl Console {
 
     /// Prints to stdout only (results and banner), above the progress line.
     pub fn print(&self, text: &str) {
-        self.bar.suspend(|| println!("{text}"));
+        self.bar.suspend(|| {
+            let _ = writeln!(std::io::stdout().lock(), "{text}");
+        });
         if let Some(f) = self.file.lock().expect("console lock").as_mut() {
             let _ = writeln!(f, "{text}");
         }

@@ -31,6 +31,24 @@ pub enum Edn {
     Map(Vec<(Edn, Edn)>),
 }
 
+/// A total order for sorting results: numbers by value, then everything else by its text.
+pub fn order(a: &Edn, b: &Edn) -> std::cmp::Ordering {
+    let num = |e: &Edn| match e {
+        Edn::Int(i) => Some(*i as f64),
+        Edn::UInt(u) => Some(*u as f64),
+        Edn::Float(f) => Some(*f),
+        _ => None,
+    };
+    match (num(a), num(b)) {
+        (Some(x), Some(y)) => x
+            .total_cmp(&y)
+            .then_with(|| a.to_string().cmp(&b.to_string())),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.to_string().cmp(&b.to_string()),
+    }
+}
+
 /// Builds a keyword.
 pub fn kw(name: &str) -> Edn {
     Edn::Keyword(name.to_string())

@@ -51,29 +51,46 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let mut last = Edn::Bool(true);
-    for i in 0..cfg.test_count {
-        let seed = cfg.seed.wrapping_add(i);
-        match runtime.block_on(maelstrom::runner::run(&cfg, seed)) {
-            Err(fatal) => {
-                println!(
-                    "Oh jeez, I'm sorry, Maelstrom broke. Here's why:\n{}",
-                    fatal.0
-                );
+    // First Ctrl-C: the test tears down, keeps its history and exits 255. Second: exit now.
+    runtime.spawn(async {
+        let mut count = 0;
+        while tokio::signal::ctrl_c().await.is_ok() {
+            count += 1;
+            if count > 1 {
                 std::process::exit(255);
             }
-            Ok(verdict) => {
-                last = verdict.valid;
-                if last != Edn::Bool(true) {
+            maelstrom::runner::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+            maelstrom::runner::INTERRUPT.notify_waiters();
+        }
+    });
+    let mut worst = Edn::Bool(true);
+    for i in 0..cfg.test_count {
+        let seed = cfg.seed.wrapping_add(i);
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(maelstrom::runner::run(&cfg, seed))
+        }));
+        match run {
+            Err(_) => broke("an internal error (a panic, reported above)"),
+            Ok(Err(fatal)) => broke(&fatal.0),
+            Ok(Ok(verdict)) => {
+                worst = maelstrom::checker::merge_valid([&worst, &verdict.valid]);
+                // --test-count stops after the first invalid run.
+                if verdict.valid == Edn::Bool(false) {
                     break;
                 }
             }
         }
     }
-    let (line, code) = maelstrom::banner(&last);
+    let (line, code) = maelstrom::banner(&worst);
     println!("\n{line}");
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     std::process::exit(code);
+}
+
+/// The original's last words for a run that could not finish, and exit 255.
+fn broke(why: &str) -> ! {
+    println!("Oh jeez, I'm sorry, Maelstrom broke. Here's why:\n{why}");
+    std::process::exit(255);
 }
 
 /// Exits with a command's code, or 254 and its message.

@@ -54,10 +54,14 @@ fn nemesis_intervals(ops: &[Op]) -> Vec<(&'static str, &'static str, f64, f64)> 
     let mut open: BTreeMap<&str, f64> = BTreeMap::new();
     let mut out = Vec::new();
     let end = ops.last().map_or(0.0, |o| o.time as f64 / 1e9);
-    for op in ops
-        .iter()
-        .filter(|o| o.process == Process::Nemesis && !matches!(o.value, Edn::Nil))
-    {
+    // Nemesis ops come as pairs (invocation, completion) of the same `:f`; the completion is
+    // when the fault really started or stopped.
+    let mut pending: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for op in ops.iter().filter(|o| o.process == Process::Nemesis) {
+        if pending.insert(op.f) {
+            continue;
+        }
+        pending.remove(op.f);
         let t = op.time as f64 / 1e9;
         let (fault, starts) = match op.f {
             "start-partition" => ("partition", true),

@@ -12,7 +12,7 @@ use crate::edn::{Edn, kw, map};
 use crate::history::{self, History, OpType, Process};
 use crate::nemesis::{Nemesis, World};
 use crate::net::{Net, NetConfig};
-use crate::workload::{self, Invocation, Workload, WorkloadOptions};
+use crate::workload::{self, FinalPhase, Invocation, Workload, WorkloadOptions};
 use maelstrom_services::seed;
 use rand::Rng;
 use serde_json::{Map, Value, json};
@@ -85,7 +85,7 @@ impl Dispatcher {
 
 impl Worker {
     /// Performs an operation whose invocation the dispatcher recorded; records its completion.
-    async fn perform(&mut self, inv: &Invocation, is_final: bool, sh: &Shared) {
+    async fn perform(&mut self, inv: &Invocation, is_final: bool, sh: &Shared) -> OpType {
         let proc_ = Process::Client(self.process.load(Ordering::SeqCst));
         let reply = self
             .client
@@ -145,6 +145,7 @@ impl Worker {
                 std::mem::replace(&mut self.client, fresh).close();
             }
         }
+        t
     }
 }
 
@@ -216,25 +217,51 @@ impl World for TestWorld {
 
 /// Raises the soft descriptor limit to the hard one; fails if three pipes per node cannot fit.
 fn raise_fd_limit(nodes: usize) -> Result<(), Fatal> {
+    // Three pipes per node, plus its log file and what the runtime holds per child.
+    let need = (nodes as u64) * 5 + 256;
     // SAFETY: plain getrlimit/setrlimit on this process.
-    unsafe {
+    let limit = unsafe {
         let mut lim = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
         };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-            let need = (nodes as u64) * 3 + 256;
-            if lim.rlim_cur < need {
-                return Err(Fatal(format!(
-                    "{nodes} nodes need about {need} file descriptors, but the limit is {}; raise it (ulimit -Hn) or use fewer nodes",
-                    lim.rlim_cur
-                )));
-            }
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Ok(());
         }
+        if lim.rlim_cur < lim.rlim_max {
+            let mut raised = lim;
+            raised.rlim_cur = lim.rlim_max;
+            // May fail (macOS refuses an infinite soft limit); what counts is re-read below.
+            libc::setrlimit(libc::RLIMIT_NOFILE, &raised);
+        }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur
+    };
+    if limit < need {
+        return Err(Fatal(format!(
+            "{nodes} nodes need about {need} file descriptors, but the limit is {limit}; raise it (ulimit -n) or use fewer nodes"
+        )));
     }
     Ok(())
+}
+
+/// Set by the first Ctrl-C; the running test tears down and exits 255. A second Ctrl-C
+/// exits at once (see `main`).
+pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Wakes the running test when [`INTERRUPTED`] is set.
+pub static INTERRUPT: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+async fn interrupted() {
+    loop {
+        let notified = INTERRUPT.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read, so a notification in between is not lost.
+        notified.as_mut().enable();
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return;
+        }
+        notified.await;
+    }
 }
 
 /// Runs one test with `seed` and writes its store directory.
@@ -297,7 +324,7 @@ pub async fn run(cfg: &TestConfig, seed: u64) -> Result<Verdict, Fatal> {
 
     let outcome = tokio::select! {
         r = drive(cfg, seed, &console, &net, &cluster, &history, &workload, start) => r,
-        _ = tokio::signal::ctrl_c() => Err(Fatal("interrupted (Ctrl-C); the history so far is saved, analysis skipped".into())),
+        _ = interrupted() => Err(Fatal("interrupted (Ctrl-C); the history so far is saved, analysis skipped".into())),
     };
     console.finish_progress();
     cluster.teardown().await;
@@ -385,7 +412,7 @@ async fn drive(
     let mut setups = tokio::task::JoinSet::new();
     for id in &cfg.nodes {
         let mut client = Client::open(net);
-        let (id, body) = (id.clone(), setup.get(id).cloned());
+        let (id, body, cluster) = (id.clone(), setup.get(id).cloned(), Arc::clone(cluster));
         setups.spawn(async move {
             let r = match body {
                 None => Ok(()),
@@ -395,7 +422,15 @@ async fn drive(
                         .and_then(Value::as_str)
                         .unwrap_or("")
                         .to_string();
-                    match client.rpc(&id, body, RPC_TIMEOUT).await {
+                    // A node that crashes now is reported at once, not after the timeout.
+                    let reply = tokio::select! {
+                        r = client.rpc(&id, body, RPC_TIMEOUT) => r,
+                        _ = cluster.exited(&id) => {
+                            client.close();
+                            return Err(format!("Node {id} exited during setup; see the crash report above."));
+                        }
+                    };
+                    match reply {
                         Some(r)
                             if r.get("type").and_then(Value::as_str)
                                 == Some(&format!("{t}_ok")) =>
@@ -420,7 +455,7 @@ async fn drive(
 
     // Workers from c<2N>, thread i bound to nodes[i mod N].
     let concurrency = cfg.concurrency;
-    let (free_tx, mut free_rx) = mpsc::unbounded_channel::<usize>();
+    let (free_tx, mut free_rx) = mpsc::unbounded_channel::<Done>();
     let mut dispatcher = Dispatcher {
         history: Arc::clone(history),
         op_txs: Vec::with_capacity(concurrency),
@@ -447,12 +482,20 @@ async fn drive(
         let (sh, free) = (Arc::clone(&shared), free_tx.clone());
         tokio::spawn(async move {
             while let Some((inv, is_final)) = rx.recv().await {
-                worker.perform(&inv, is_final, &sh).await;
-                let _ = free.send(i);
+                // Frees the thread even if the operation panics, so the phase ends.
+                let mut done = FreeOnDrop {
+                    tx: free.clone(),
+                    thread: i,
+                    outcome: OpType::Info,
+                };
+                done.outcome = worker.perform(&inv, is_final, &sh).await;
             }
             worker.client.close();
         });
-        let _ = free_tx.send(i);
+        let _ = free_tx.send(Done {
+            thread: i,
+            outcome: OpType::Ok,
+        });
     }
 
     let main_end = Instant::now() + Duration::from_secs_f64(cfg.time_limit);
@@ -481,15 +524,15 @@ async fn drive(
         start,
     ));
 
+    let mut generator = workload.generator();
     let generate = async {
         let mut schedule = seed::stream(seed, "schedule");
         let mut values = seed::stream(seed, "generator");
-        let mut generator = workload.generator();
         let phase_start = Instant::now();
         if cfg.rate > 0.0 {
+            // t₀ = 0, tₖ = tₖ₋₁ + U[0, 2/R]; a busy moment never shifts later planned times.
             let mut t = 0.0f64;
             loop {
-                t += schedule.gen_range(0.0..=2.0 / cfg.rate);
                 let at = phase_start + Duration::from_secs_f64(t);
                 if at >= main_end {
                     break;
@@ -499,17 +542,16 @@ async fn drive(
                     w = free_rx.recv() => w,
                     _ = tokio::time::sleep_until(main_end) => None,
                 };
-                match free {
-                    Some(w) => {
-                        let inv = generator.next(
-                            &mut values,
-                            w,
-                            dispatcher.processes[w].load(Ordering::SeqCst),
-                        );
-                        dispatcher.dispatch(w, inv, false);
-                    }
-                    None => break,
-                }
+                let Some(Done { thread: w, .. }) = free else {
+                    break;
+                };
+                let inv = generator.next(
+                    &mut values,
+                    w,
+                    dispatcher.processes[w].load(Ordering::SeqCst),
+                );
+                dispatcher.dispatch(w, inv, false);
+                t += schedule.gen_range(0.0..=2.0 / cfg.rate);
             }
         }
         tokio::time::sleep_until(main_end).await;
@@ -520,20 +562,71 @@ async fn drive(
         free_rx.recv().await;
     }
 
-    if let Some((final_op, tagged)) = workload.final_op() {
+    let plan = generator.final_phase();
+    if !plan.ops.is_empty() {
         in_final.store(true, Ordering::SeqCst);
         console.info("Waiting for recovery...");
         tokio::time::sleep(RECOVERY).await;
-        for thread in 0..concurrency {
-            dispatcher.dispatch(thread, final_op.clone(), tagged);
-        }
-        for _ in 0..concurrency {
-            free_rx.recv().await;
-        }
+        run_final_phase(&plan, &dispatcher, &mut free_rx, concurrency).await;
     }
     drop(dispatcher);
     progress.abort();
     Ok(())
+}
+
+/// A worker thread is free again, after an operation with this outcome.
+struct Done {
+    thread: usize,
+    outcome: OpType,
+}
+
+/// Reports the thread free when dropped: after the operation, or while unwinding from a panic.
+struct FreeOnDrop {
+    tx: mpsc::UnboundedSender<Done>,
+    thread: usize,
+    outcome: OpType,
+}
+
+impl Drop for FreeOnDrop {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Done {
+            thread: self.thread,
+            outcome: self.outcome,
+        });
+    }
+}
+
+/// Every thread runs the plan's operations in order; a `:fail` is retried up to the plan's
+/// limit; nothing new starts after the plan's time cap.
+async fn run_final_phase(
+    plan: &FinalPhase,
+    dispatcher: &Dispatcher,
+    free_rx: &mut mpsc::UnboundedReceiver<Done>,
+    concurrency: usize,
+) {
+    let deadline = plan.cap.map(|c| Instant::now() + c);
+    let mut next = vec![0usize; concurrency];
+    let mut retries = vec![0u32; concurrency];
+    for thread in 0..concurrency {
+        dispatcher.dispatch(thread, plan.ops[0].clone(), plan.tagged);
+    }
+    let mut busy = concurrency;
+    while busy > 0 {
+        let Some(Done { thread, outcome }) = free_rx.recv().await else {
+            return;
+        };
+        if outcome == OpType::Fail && retries[thread] < plan.retries {
+            retries[thread] += 1;
+        } else {
+            next[thread] += 1;
+            retries[thread] = 0;
+        }
+        let in_time = deadline.is_none_or(|d| Instant::now() < d);
+        match plan.ops.get(next[thread]) {
+            Some(op) if in_time => dispatcher.dispatch(thread, op.clone(), plan.tagged),
+            _ => busy -= 1,
+        }
+    }
 }
 
 async fn show_progress(

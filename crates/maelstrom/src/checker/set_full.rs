@@ -113,6 +113,9 @@ pub fn check(ops: &[Op], add_f: &str) -> Edn {
         }
     }
     worst.sort_by_key(|w| std::cmp::Reverse(w.0));
+    for list in [&mut lost, &mut never, &mut stale] {
+        list.sort_by(crate::edn::order);
+    }
     let valid = if !lost.is_empty() {
         Edn::Bool(false)
     } else if stable.is_empty() {
@@ -140,10 +143,9 @@ pub fn check(ops: &[Op], add_f: &str) -> Edn {
         out.push("lost-latencies", quantiles(&mut lost_lat));
     }
     out.push("duplicated-count", Edn::Int(duplicated.len() as i64));
-    out.push(
-        "duplicated",
-        Edn::Vector(duplicated.into_values().collect()),
-    );
+    let mut duplicated: Vec<Edn> = duplicated.into_values().collect();
+    duplicated.sort_by(crate::edn::order);
+    out.push("duplicated", Edn::Vector(duplicated));
     out
 }
 

@@ -2,7 +2,9 @@
 //! 0, 1, 2, … and `read` → `{messages: [...]}`, half each; a final read per thread. Checked by
 //! set-full: every acknowledged message must end up in every later read.
 
-use super::{Generator, Invocation, Kind, Workload, WorkloadOptions, body, expect_fields};
+use super::{
+    FinalPhase, Generator, Invocation, Kind, Workload, WorkloadOptions, body, expect_fields,
+};
 use crate::checker::set_full;
 use crate::edn::Edn;
 use crate::history::Op;
@@ -29,6 +31,8 @@ pub struct AddOrRead {
     pub next: i64,
     pub add_f: &'static str,
     pub add_field: &'static str,
+    /// Broadcast tags its final reads `:final?`; g-set does not.
+    pub final_tagged: bool,
 }
 
 impl Generator for AddOrRead {
@@ -54,6 +58,10 @@ impl Generator for AddOrRead {
             }
         }
     }
+
+    fn final_phase(&mut self) -> FinalPhase {
+        FinalPhase::read(self.final_tagged)
+    }
 }
 
 impl Workload for Broadcast {
@@ -78,18 +86,8 @@ impl Workload for Broadcast {
             next: 0,
             add_f: "broadcast",
             add_field: "message",
+            final_tagged: true,
         })
-    }
-
-    fn final_op(&self) -> Option<(Invocation, bool)> {
-        Some((
-            Invocation {
-                f: "read",
-                value: Edn::Nil,
-                body: body("read", []),
-            },
-            true,
-        ))
     }
 
     fn complete(&self, inv: &Invocation, reply: &Map<String, Value>) -> Result<Edn, String> {

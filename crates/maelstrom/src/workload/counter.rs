@@ -2,7 +2,7 @@
 //! Every `:ok` final read must lie in the set of sums the acknowledged adds and any subset of
 //! the indefinite adds allow, kept exactly as sorted closed ranges.
 
-use super::{Generator, Invocation, Kind, Workload, body, expect_fields, integer};
+use super::{FinalPhase, Generator, Invocation, Kind, Workload, body, expect_fields, integer};
 use crate::edn::{Edn, map};
 use crate::history::{Op, OpType};
 use rand::Rng;
@@ -49,6 +49,10 @@ impl Generator for Gen {
             }
         }
     }
+
+    fn final_phase(&mut self) -> FinalPhase {
+        FinalPhase::read(true)
+    }
 }
 
 /// Adds `d` to every sum in `ranges`, merging overlapping or adjacent ranges.
@@ -84,17 +88,6 @@ impl Workload for Counter {
 
     fn generator(&self) -> Box<dyn Generator> {
         Box::new(Gen(self.deltas.clone()))
-    }
-
-    fn final_op(&self) -> Option<(Invocation, bool)> {
-        Some((
-            Invocation {
-                f: "read",
-                value: Edn::Nil,
-                body: body("read", []),
-            },
-            true,
-        ))
     }
 
     fn complete(&self, inv: &Invocation, reply: &Map<String, Value>) -> Result<Edn, String> {

@@ -2,7 +2,7 @@
 //! thread (not tagged `:final?`). Checked by set-full. Failures are never `:fail`.
 
 use super::broadcast::AddOrRead;
-use super::{Generator, Invocation, Kind, Workload, body, expect_fields};
+use super::{Generator, Invocation, Kind, Workload, expect_fields};
 use crate::checker::set_full;
 use crate::edn::Edn;
 use crate::history::Op;
@@ -28,18 +28,8 @@ impl Workload for GSet {
             next: 0,
             add_f: "add",
             add_field: "element",
+            final_tagged: false,
         })
-    }
-
-    fn final_op(&self) -> Option<(Invocation, bool)> {
-        Some((
-            Invocation {
-                f: "read",
-                value: Edn::Nil,
-                body: body("read", []),
-            },
-            false,
-        ))
     }
 
     fn complete(&self, inv: &Invocation, reply: &Map<String, Value>) -> Result<Edn, String> {

@@ -28,6 +28,39 @@ pub struct Invocation {
 pub trait Generator: Send {
     /// The next operation, for worker `thread`, currently process `process`.
     fn next(&mut self, rng: &mut ChaCha8Rng, thread: usize, process: u64) -> Invocation;
+    /// What every thread does after the recovery wait (nothing by default).
+    fn final_phase(&mut self) -> FinalPhase {
+        FinalPhase::default()
+    }
+}
+
+/// The final phase (spec §6.2): after a 10 s recovery wait, every thread runs `ops` in order.
+#[derive(Clone, Debug, Default)]
+pub struct FinalPhase {
+    /// Operations each thread runs.
+    pub ops: Vec<Invocation>,
+    /// Whether they are tagged `:final? true`.
+    pub tagged: bool,
+    /// How often a `:fail` is retried.
+    pub retries: u32,
+    /// No operation starts after this long.
+    pub cap: Option<std::time::Duration>,
+}
+
+impl FinalPhase {
+    /// One read per thread.
+    pub fn read(tagged: bool) -> FinalPhase {
+        FinalPhase {
+            ops: vec![Invocation {
+                f: "read",
+                value: Edn::Nil,
+                body: body("read", []),
+            }],
+            tagged,
+            retries: 0,
+            cap: None,
+        }
+    }
 }
 
 /// What a checker may use besides the history.
@@ -80,10 +113,6 @@ pub trait Workload: Send + Sync {
     /// How long a client waits for a reply (spec §6.3), given `--latency` in ms.
     fn timeout(&self, _latency_ms: u64) -> std::time::Duration {
         std::time::Duration::from_millis(5_000)
-    }
-    /// The operation each thread runs in the final phase, and whether it is tagged `:final?`.
-    fn final_op(&self) -> Option<(Invocation, bool)> {
-        None
     }
     /// Validates an `_ok` reply and gives the completion's `:value`; `Err` names the violated rule.
     fn complete(&self, inv: &Invocation, reply: &Map<String, Value>) -> Result<Edn, String>;
