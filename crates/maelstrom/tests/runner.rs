@@ -295,8 +295,11 @@ fn f_value_time(line: &str) -> (String, u64) {
     (line[start..end].to_string(), time)
 }
 
+/// `:f value` and `:time` of each op.
+type Timed = Vec<(String, u64)>;
+
 /// Main-phase client invocations and nemesis events, from history.edn (one op map per line).
-fn schedule(run: &Run) -> (Vec<(String, u64)>, Vec<(String, u64)>) {
+fn schedule(run: &Run) -> (Timed, Timed) {
     let text = run.file("history.edn");
     let mut client = vec![];
     let mut nemesis = vec![];
