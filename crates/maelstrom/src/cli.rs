@@ -257,6 +257,12 @@ pub struct TestConfig {
     pub checker_timeout: f64,
     /// Consistency models to check.
     pub consistency_models: Vec<String>,
+    /// `--key-count`.
+    pub key_count: u64,
+    /// `--max-txn-length`.
+    pub max_txn_length: u64,
+    /// `--max-writes-per-key`.
+    pub max_writes_per_key: u64,
 }
 
 /// The longest time option accepted (a year); longer ones overflow clocks.
@@ -311,6 +317,21 @@ impl TestArgs {
             .map(|m| m.trim().to_string())
             .filter(|m| !m.is_empty())
             .collect();
+        if let Some(bad) = consistency_models
+            .iter()
+            .find(|m| !crate::checker::elle::MODELS.contains(&m.as_str()))
+        {
+            return err(format!(
+                "Unknown consistency model {bad:?}; expected a comma list of {}",
+                crate::checker::elle::MODELS.join(", ")
+            ));
+        }
+        if self.key_count == 0 || self.max_txn_length == 0 || self.max_writes_per_key == 0 {
+            return err(
+                "--key-count, --max-txn-length and --max-writes-per-key must each be at least 1"
+                    .into(),
+            );
+        }
         if !(self.rate >= 0.0 && self.rate <= 1e7) {
             return err(format!(
                 "--rate must be between 0 and 10,000,000, got {}",
@@ -417,6 +438,9 @@ impl TestArgs {
             argv,
             checker_timeout: self.checker_timeout,
             consistency_models,
+            key_count: self.key_count,
+            max_txn_length: self.max_txn_length,
+            max_writes_per_key: self.max_writes_per_key,
         })
     }
 }

@@ -18,11 +18,7 @@ enum Mode {
 }
 
 fn workload(name: &str) -> Result<Box<dyn workload::Workload>, UsageError> {
-    let opts = WorkloadOptions {
-        topology: maelstrom_services::topology::Topology::Grid,
-        nodes: vec![],
-        concurrency: 1,
-    };
+    let opts = WorkloadOptions::defaults(vec![], 1);
     if !workload::ALL.contains(&name) {
         return Err(UsageError(format!(
             "Unknown workload {name:?}; expected one of {}",
@@ -207,8 +203,7 @@ pub fn analyze(args: AnalyzeArgs) -> Result<i32, UsageError> {
         &name,
         &WorkloadOptions {
             topology,
-            nodes,
-            concurrency,
+            ..WorkloadOptions::defaults(nodes, concurrency)
         },
     )
     .ok_or_else(|| {

@@ -25,13 +25,15 @@ pub mod store;
 pub mod workload;
 
 /// Workloads this build runs (the others arrive with the consistency checkers).
-pub const IMPLEMENTED_WORKLOADS: [&str; 7] = [
+pub const IMPLEMENTED_WORKLOADS: [&str; 9] = [
     "broadcast",
     "echo",
     "g-counter",
     "g-set",
     "lin-kv",
     "pn-counter",
+    "txn-list-append",
+    "txn-rw-register",
     "unique-ids",
 ];
 

@@ -285,6 +285,9 @@ pub async fn run(cfg: &TestConfig, seed: u64) -> Result<Verdict, Fatal> {
         topology: cfg.topology,
         nodes: cfg.nodes.clone(),
         concurrency: cfg.concurrency,
+        key_count: cfg.key_count,
+        max_txn_length: cfg.max_txn_length,
+        max_writes_per_key: cfg.max_writes_per_key,
     };
     let workload: Arc<dyn Workload> = workload::by_name(&cfg.workload, &opts)
         .ok_or_else(|| Fatal(format!("workload {} is not available", cfg.workload)))?
@@ -699,6 +702,9 @@ fn write_test_json(cfg: &TestConfig, seed: u64, dir: &Path) -> Result<(), Fatal>
         },
         "consistency-models": cfg.consistency_models,
         "checker-timeout": cfg.checker_timeout,
+        "key-count": cfg.key_count,
+        "max-txn-length": cfg.max_txn_length,
+        "max-writes-per-key": cfg.max_writes_per_key,
         "node-cwd": cfg.node_cwd,
         "seed": seed,
         "version": env!("CARGO_PKG_VERSION"),

@@ -660,3 +660,182 @@ fn a_terminal_gets_a_live_progress_line() {
     assert!(text.contains("msg/s | nemesis: none"), "{text}");
     assert!(text.contains("Everything looks good!"));
 }
+
+#[test]
+fn lin_kv_and_transactional_nodes_are_judged() {
+    let py = |f: &str| fixture(&format!("python/{f}"));
+    let runs = all(vec![
+        cmd(
+            "-w lin-kv --node-count 3 --concurrency 2n --rate 30 --time-limit 5 --nemesis partition --nemesis-interval 1",
+            &py("lin_kv.py"),
+        ),
+        cmd(
+            "-w txn-list-append --node-count 2 --concurrency 2n --rate 50 --time-limit 5 --nemesis partition --nemesis-interval 1",
+            &py("txn_list_append.py"),
+        ),
+        cmd(
+            "-w txn-rw-register --node-count 1 --concurrency 2n --rate 100 --time-limit 4 --consistency-models serializable --availability total",
+            &py("txn_rw_register.py"),
+        ),
+        cmd(
+            "-w lin-kv --node-count 3 --concurrency 2n --rate 50 --time-limit 5",
+            &py("broken_lin_kv.py"),
+        ),
+        cmd(
+            "-w txn-list-append --node-count 2 --concurrency 2n --rate 50 --time-limit 5",
+            &py("broken_txn.py"),
+        ),
+        cmd(
+            "-w txn-rw-register --node-count 2 --concurrency 2n --rate 100 --time-limit 4",
+            &py("broken_txn.py"),
+        ),
+    ]);
+    assert_all(&runs[..3], 0);
+    assert_all(&runs[3..], 1);
+    let linkv = &runs[3].1;
+    let failures = linkv.results()["workload"]["failures"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(!failures.is_empty());
+    let key = failures[0].to_string().trim_matches('"').to_string();
+    for f in ["results.edn", "history.edn", "timeline.html", "linear.svg"] {
+        assert!(
+            linkv
+                .dir
+                .path()
+                .join("store/latest/independent")
+                .join(&key)
+                .join(f)
+                .is_file(),
+            "independent/{key}/{f}"
+        );
+    }
+    let txn = &runs[4].1;
+    let types = txn.results()["workload"]["anomaly-types"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(!types.is_empty());
+    let elle = txn.dir.path().join("store/latest/elle");
+    let cycle = types
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .find(|t| t.starts_with('G') && elle.join(format!("{t}.txt")).is_file());
+    let cycle = cycle.expect("a cycle anomaly with an explanation");
+    assert!(
+        std::fs::read_to_string(elle.join(format!("{cycle}.txt")))
+            .unwrap()
+            .contains("a cycle")
+    );
+    assert!(elle.join(&cycle).join("0.svg").is_file());
+    let bad_concurrency = maelstrom(&[
+        "test",
+        "-w",
+        "lin-kv",
+        "--bin",
+        &py("lin_kv.py"),
+        "--node-count",
+        "3",
+        "--concurrency",
+        "3",
+    ]);
+    assert_eq!(bad_concurrency.code, 254);
+    assert!(bad_concurrency.stderr.contains("The lin-kv workload needs --concurrency to be a positive multiple of 2 x node count (e.g. --concurrency 2n); got 3 with 3 nodes."));
+}
+
+fn check_file(text: &str, args: &[&str]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("h.edn"), text).unwrap();
+    let mut all_args = vec!["check"];
+    all_args.extend_from_slice(args);
+    all_args.push("h.edn");
+    let out = Command::new(env!("CARGO_BIN_EXE_maelstrom"))
+        .args(&all_args)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+        dir,
+    }
+}
+
+#[test]
+fn check_reads_jepsen_histories_and_explains_bad_input() {
+    let linearizable = "; write, then read it back\n[{:process 0, :type :invoke, :f :write, :value 1}\n {:process 0, :type :ok, :f :write, :value 1}\n {:process 1, :type :invoke, :f :read, :value nil}\n {:process 1, :type :ok, :f :read, :value 1}]";
+    let run = check_file(linearizable, &[]);
+    assert_eq!(run.code, 0, "{}", run.explain());
+    assert!(run.stdout.contains(":analyzer :wgl"));
+    let stale = linearizable.replace(":value 1}]", ":value 0}]");
+    assert_eq!(check_file(&stale, &["--model", "cas-register"]).code, 1);
+    assert_eq!(
+        check_file(&stale, &["--model", "cas-register", "--initial-value", "0"]).code,
+        1,
+        "0 was overwritten by 1 before the read"
+    );
+    // Keyed values make it a lin-kv history; one op map per line works too.
+    let keyed = "{:process 0 :type :invoke :f :write :value [7 1]}\n{:process 0 :type :ok :f :write :value [7 1]}\n{:process 1 :type :invoke :f :read :value [7 nil]}\n{:process 1 :type :ok :f :read :value [7 2]}\n{:process :nemesis :type :info :f :start-partition :value nil}";
+    let run = check_file(keyed, &["--format", "json"]);
+    assert_eq!(run.code, 1, "{}", run.explain());
+    let json: Value = serde_json::from_str(run.stdout.split("\n\n").next().unwrap()).unwrap();
+    assert_eq!(json["workload"]["failures"], serde_json::json!([7]));
+    // A transactional history with -w.
+    let txn = "[{:process 0 :type :invoke :value [[:append 1 1]]} {:process 0 :type :ok :value [[:append 1 1]]} {:process 1 :type :invoke :value [[:r 1 nil]]} {:process 1 :type :ok :value [[:r 1 [1 1]]]}]";
+    let run = check_file(txn, &["-w", "txn-list-append"]);
+    assert_eq!(run.code, 1, "{}", run.explain());
+    assert!(run.stdout.contains(":duplicate-elements"));
+    // Bad input: a clear message naming the line, exit 254.
+    let run = check_file("[{:process 0 :type :invoke}\n{:oops}", &[]);
+    assert_eq!(run.code, 254);
+    assert!(run.stderr.contains("h.edn: line 2"), "{}", run.stderr);
+    let run = check_file("[]", &["-w", "no-such-workload"]);
+    assert_eq!(run.code, 254);
+    assert!(run.stderr.contains("Unknown workload"));
+}
+
+#[test]
+fn analyze_rechecks_a_stored_test() {
+    let run = maelstrom(&[
+        "test",
+        "-w",
+        "g-counter",
+        "--bin",
+        &fixture("python/broken_counter.py"),
+        "--node-count",
+        "2",
+        "--time-limit",
+        "2",
+        "--rate",
+        "50",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.explain());
+    let before = run.results();
+    std::fs::remove_file(run.dir.path().join("store/latest/results.edn")).unwrap();
+    for t in ["-1", "0"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_maelstrom"))
+            .args(["analyze", "-t", t])
+            .current_dir(run.dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let after = run.results();
+    assert_eq!(before["workload"], after["workload"]);
+    assert_eq!(before["net"], after["net"]);
+    assert!(run.dir.path().join("store/latest/results.edn").is_file());
+    let out = Command::new(env!("CARGO_BIN_EXE_maelstrom"))
+        .args(["analyze", "-t", "5"])
+        .current_dir(run.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(254));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No stored test at index 5"));
+}

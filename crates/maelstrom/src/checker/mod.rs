@@ -1,6 +1,7 @@
 //! The checkers every workload shares (spec §10.6–10.7): `:stats`, `:availability` and `:net`,
 //! validity merging, and latency quantiles. set-full lives in its own file.
 
+pub mod elle;
 pub mod linear;
 pub mod set_full;
 

@@ -6,6 +6,7 @@ mod counter;
 mod echo;
 mod g_set;
 mod lin_kv;
+mod txn;
 mod unique_ids;
 
 use crate::edn::Edn;
@@ -83,6 +84,26 @@ pub struct WorkloadOptions {
     pub nodes: Vec<String>,
     /// Client threads.
     pub concurrency: usize,
+    /// `--key-count`.
+    pub key_count: u64,
+    /// `--max-txn-length`.
+    pub max_txn_length: u64,
+    /// `--max-writes-per-key`.
+    pub max_writes_per_key: u64,
+}
+
+impl WorkloadOptions {
+    /// The command line's defaults, for checking histories outside a run.
+    pub fn defaults(nodes: Vec<String>, concurrency: usize) -> WorkloadOptions {
+        WorkloadOptions {
+            topology: maelstrom_services::topology::Topology::Grid,
+            nodes,
+            concurrency,
+            key_count: 10,
+            max_txn_length: 4,
+            max_writes_per_key: 16,
+        }
+    }
 }
 
 /// What a workload provides to the runner.
@@ -144,6 +165,18 @@ pub fn by_name(name: &str, opts: &WorkloadOptions) -> Option<Box<dyn Workload>> 
         "g-counter" => Box::new(counter::Counter::grow_only()),
         "pn-counter" => Box::new(counter::Counter::pn()),
         "lin-kv" => Box::new(lin_kv::LinKv::new(opts)),
+        "txn-list-append" => Box::new(txn::Txn::new(
+            crate::checker::elle::TxnKind::ListAppend,
+            opts.key_count,
+            opts.max_txn_length,
+            opts.max_writes_per_key,
+        )),
+        "txn-rw-register" => Box::new(txn::Txn::new(
+            crate::checker::elle::TxnKind::RwRegister,
+            opts.key_count,
+            opts.max_txn_length,
+            opts.max_writes_per_key,
+        )),
         _ => return None,
     })
 }
