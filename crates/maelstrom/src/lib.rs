@@ -22,6 +22,7 @@ pub mod plots;
 pub mod preflight;
 pub mod runner;
 pub mod store;
+pub mod synth;
 pub mod workload;
 
 /// Workloads this build runs (the others arrive with the consistency checkers).

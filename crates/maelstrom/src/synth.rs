@@ -1,0 +1,162 @@
+//! Synthetic histories with a known answer, for property tests and checker benchmarks.
+//!
+//! Each generator runs a real sequential execution: operation i takes effect at its
+//! linearization point 10·i, and its invocation and completion are placed around that point
+//! inside a window, so operations overlap (concurrency) yet the history is linearizable (or
+//! strict serializable) by construction.
+
+use crate::edn::{Edn, kw};
+use crate::history::{Op, OpType, Process};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+fn push(events: &mut Vec<(u64, u8, Op)>, op: Op) {
+    let order = u8::from(op.op_type != OpType::Invoke);
+    events.push((op.time, order, op));
+}
+
+fn finish(mut events: Vec<(u64, u8, Op)>) -> Vec<Op> {
+    events.sort_by_key(|e| (e.0, e.1));
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, _, mut op))| {
+            op.index = i as u64;
+            op
+        })
+        .collect()
+}
+
+fn op(op_type: OpType, f: &'static str, value: Edn, time: u64, process: u64) -> Op {
+    Op {
+        op_type,
+        f,
+        value,
+        time,
+        process: Process::Client(process),
+        index: 0,
+        error: None,
+        is_final: false,
+    }
+}
+
+/// A cas-register history of `n` operations by `concurrency` overlapping processes; a
+/// fraction `info` of the writes and cas crash (`:info`), taking effect or not at random.
+/// With `sequential`, operations never overlap.
+pub fn cas_register(
+    rng: &mut ChaCha8Rng,
+    n: usize,
+    concurrency: usize,
+    info: f64,
+    sequential: bool,
+) -> Vec<Op> {
+    let mut events = Vec::with_capacity(2 * n);
+    let mut state: Option<i64> = None;
+    let half = if sequential {
+        4
+    } else {
+        (concurrency as u64 * 10) / 2 - 1
+    };
+    let mut crashed = 0u64;
+    for i in 0..n {
+        let at = 100 + i as u64 * 10;
+        let (inv, done) = (at - rng.gen_range(0..=half), at + rng.gen_range(0..=half));
+        // A process has one operation at a time; a crashed one is replaced by a fresh id.
+        let process = (i % concurrency) as u64 + crashed * concurrency as u64 * 1000;
+        let crash = rng.gen_bool(info);
+        match rng.gen_range(0..3) {
+            0 => {
+                push(
+                    &mut events,
+                    op(OpType::Invoke, "read", Edn::Nil, inv, process),
+                );
+                let v = state.map_or(Edn::Nil, Edn::Int);
+                push(&mut events, op(OpType::Ok, "read", v, done, process));
+            }
+            1 => {
+                let v = rng.gen_range(0..5);
+                push(
+                    &mut events,
+                    op(OpType::Invoke, "write", Edn::Int(v), inv, process),
+                );
+                if crash {
+                    if rng.gen_bool(0.5) {
+                        state = Some(v);
+                    }
+                    push(
+                        &mut events,
+                        op(OpType::Info, "write", Edn::Int(v), done, process),
+                    );
+                    crashed += 1;
+                } else {
+                    state = Some(v);
+                    push(
+                        &mut events,
+                        op(OpType::Ok, "write", Edn::Int(v), done, process),
+                    );
+                }
+            }
+            _ => {
+                let (a, b) = (rng.gen_range(0..5), rng.gen_range(0..5));
+                let value = Edn::Vector(vec![Edn::Int(a), Edn::Int(b)]);
+                push(
+                    &mut events,
+                    op(OpType::Invoke, "cas", value.clone(), inv, process),
+                );
+                let applies = state == Some(a);
+                if crash {
+                    if applies && rng.gen_bool(0.5) {
+                        state = Some(b);
+                    }
+                    push(&mut events, op(OpType::Info, "cas", value, done, process));
+                    crashed += 1;
+                } else if applies {
+                    state = Some(b);
+                    push(&mut events, op(OpType::Ok, "cas", value, done, process));
+                } else {
+                    push(&mut events, op(OpType::Fail, "cas", value, done, process));
+                }
+            }
+        }
+    }
+    finish(events)
+}
+
+/// A txn-list-append history of `n` transactions (1–4 micro-ops over `keys` keys) by
+/// `concurrency` overlapping processes, strict serializable by construction.
+pub fn list_append(rng: &mut ChaCha8Rng, n: usize, concurrency: usize, keys: i64) -> Vec<Op> {
+    let mut events = Vec::with_capacity(2 * n);
+    let mut lists: Vec<Vec<i64>> = vec![Vec::new(); keys as usize];
+    let mut next = vec![0i64; keys as usize];
+    let half = (concurrency as u64 * 10) / 2 - 1;
+    for i in 0..n {
+        let at = 100 + i as u64 * 10;
+        let (inv, done) = (at - rng.gen_range(0..=half), at + rng.gen_range(0..=half));
+        let process = (i % concurrency) as u64;
+        let (mut invoked, mut completed) = (vec![], vec![]);
+        for _ in 0..rng.gen_range(1..=4) {
+            let k = rng.gen_range(0..keys);
+            if rng.gen_bool(0.5) {
+                let read = Edn::Vector(lists[k as usize].iter().map(|v| Edn::Int(*v)).collect());
+                invoked.push(Edn::Vector(vec![kw("r"), Edn::Int(k), Edn::Nil]));
+                completed.push(Edn::Vector(vec![kw("r"), Edn::Int(k), read]));
+            } else {
+                next[k as usize] += 1;
+                let v = next[k as usize];
+                lists[k as usize].push(v);
+                let m = Edn::Vector(vec![kw("append"), Edn::Int(k), Edn::Int(v)]);
+                invoked.push(m.clone());
+                completed.push(m);
+            }
+        }
+        push(
+            &mut events,
+            op(OpType::Invoke, "txn", Edn::Vector(invoked), inv, process),
+        );
+        push(
+            &mut events,
+            op(OpType::Ok, "txn", Edn::Vector(completed), done, process),
+        );
+    }
+    finish(events)
+}

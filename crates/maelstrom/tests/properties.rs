@@ -1,0 +1,121 @@
+//! Property tests of the checkers: histories recorded from a real sequential execution are
+//! always accepted, and mutations that make them impossible are always rejected.
+
+use maelstrom::checker::elle::{self, TxnKind};
+use maelstrom::checker::linear::{self, Budget, Model, Outcome};
+use maelstrom::edn::{Edn, kw};
+use maelstrom::history::{Op, OpType};
+use maelstrom::synth;
+use maelstrom::workload::CheckContext;
+use proptest::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::time::Duration;
+
+fn budget() -> Budget {
+    Budget {
+        time: Duration::from_secs(20),
+        memory: 1 << 30,
+    }
+}
+
+fn lin(ops: &[Op]) -> Outcome {
+    linear::check(ops, Model::CasRegister, None, &linear::plain_op, budget())
+}
+
+fn elle_check(ops: &[Op]) -> Edn {
+    let ctx = CheckContext {
+        dir: None,
+        timeout: Duration::from_secs(20),
+        memory: 1 << 30,
+        consistency_models: vec!["strict-serializable".into()],
+    };
+    elle::check(ops, TxnKind::ListAppend, &ctx)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    #[test]
+    fn concurrent_register_executions_are_linearizable(seed: u64, n in 1usize..300, concurrency in 1usize..10, info in 0.0f64..0.3) {
+        let ops = synth::cas_register(&mut ChaCha8Rng::seed_from_u64(seed), n, concurrency, info, false);
+        let outcome = lin(&ops);
+        prop_assert!(matches!(outcome, Outcome::Linearizable), "{:?}", outcome);
+    }
+
+    #[test]
+    fn a_read_of_a_value_never_written_is_rejected(seed: u64, n in 2usize..200, concurrency in 1usize..8, pick: prop::sample::Index) {
+        let mut ops = synth::cas_register(&mut ChaCha8Rng::seed_from_u64(seed), n, concurrency, 0.1, false);
+        let reads: Vec<usize> = ops.iter().enumerate().filter(|(_, o)| o.op_type == OpType::Ok && o.f == "read").map(|(i, _)| i).collect();
+        prop_assume!(!reads.is_empty());
+        ops[reads[pick.index(reads.len())]].value = Edn::Int(999);
+        let rejected = matches!(lin(&ops), Outcome::NotLinearizable { .. });
+        prop_assert!(rejected);
+    }
+
+    #[test]
+    fn a_stale_read_in_a_sequential_history_is_rejected(seed: u64, n in 2usize..200, pick: prop::sample::Index, other in 0i64..5) {
+        let mut ops = synth::cas_register(&mut ChaCha8Rng::seed_from_u64(seed), n, 1, 0.0, true);
+        let reads: Vec<usize> = ops.iter().enumerate().filter(|(_, o)| o.op_type == OpType::Ok && o.f == "read" && o.value != Edn::Nil).map(|(i, _)| i).collect();
+        prop_assume!(!reads.is_empty());
+        let i = reads[pick.index(reads.len())];
+        prop_assume!(ops[i].value != Edn::Int(other));
+        // The acknowledged state is lost: the read sees another value.
+        ops[i].value = Edn::Int(other);
+        let rejected = matches!(lin(&ops), Outcome::NotLinearizable { .. });
+        prop_assert!(rejected);
+    }
+
+    #[test]
+    fn serial_transaction_executions_are_strict_serializable(seed: u64, n in 1usize..400, concurrency in 1usize..10, keys in 1i64..8) {
+        let ops = synth::list_append(&mut ChaCha8Rng::seed_from_u64(seed), n, concurrency, keys);
+        let r = elle_check(&ops);
+        prop_assert_eq!(r.get("valid?"), Some(&Edn::Bool(true)), "{}", r.pretty());
+        prop_assert_eq!(r.get("anomaly-types"), Some(&Edn::Vector(vec![])));
+    }
+
+    #[test]
+    fn a_garbage_read_or_a_lost_append_is_rejected(seed: u64, n in 5usize..300, concurrency in 1usize..6, garbage: bool, pick: prop::sample::Index) {
+        let mut ops = synth::list_append(&mut ChaCha8Rng::seed_from_u64(seed), n, concurrency, 3);
+        // Reads (in completed transactions) that saw at least two elements.
+        let mut candidates = vec![];
+        for (i, op) in ops.iter().enumerate().filter(|(_, o)| o.op_type == OpType::Ok) {
+            if let Edn::Vector(mops) = &op.value {
+                for (j, m) in mops.iter().enumerate() {
+                    if let Edn::Vector(parts) = m && parts[0] == kw("r") && matches!(&parts[2], Edn::Vector(l) if l.len() >= 2) {
+                        candidates.push((i, j));
+                    }
+                }
+            }
+        }
+        prop_assume!(!candidates.is_empty());
+        let (i, j) = candidates[pick.index(candidates.len())];
+        if let Edn::Vector(mops) = &mut ops[i].value && let Edn::Vector(parts) = &mut mops[j] && let Edn::Vector(list) = &mut parts[2] {
+            if garbage {
+                list.push(Edn::Int(1_000_000));
+            } else {
+                list.remove(0);
+            }
+        }
+        let r = elle_check(&ops);
+        prop_assert_eq!(r.get("valid?"), Some(&Edn::Bool(false)), "{}", r.pretty());
+    }
+
+    #[test]
+    fn an_injected_cycle_is_found(seed: u64, n in 1usize..200, concurrency in 1usize..6) {
+        let mut ops = synth::list_append(&mut ChaCha8Rng::seed_from_u64(seed), n, concurrency, 3);
+        // Two concurrent transactions that each see the other's append: G1c.
+        let end = ops.last().map_or(0, |o| o.time) + 100;
+        let t = |ty, p, mops: &str, time| -> Op {
+            let forms = maelstrom::edn::parse_all(mops).unwrap();
+            Op { op_type: ty, f: "txn", value: forms[0].clone(), time, process: maelstrom::history::Process::Client(p), index: 0, error: None, is_final: false }
+        };
+        ops.push(t(OpType::Invoke, 100, "[[:append 50 1] [:r 51 nil]]", end));
+        ops.push(t(OpType::Invoke, 101, "[[:append 51 1] [:r 50 nil]]", end + 1));
+        ops.push(t(OpType::Ok, 100, "[[:append 50 1] [:r 51 [1]]]", end + 2));
+        ops.push(t(OpType::Ok, 101, "[[:append 51 1] [:r 50 [1]]]", end + 3));
+        let r = elle_check(&ops);
+        prop_assert!(r.get("anomaly-types").unwrap().to_string().contains(":G1c"), "{}", r.pretty());
+        prop_assert_eq!(r.get("valid?"), Some(&Edn::Bool(false)));
+    }
+}
