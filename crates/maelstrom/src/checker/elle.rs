@@ -51,14 +51,14 @@ enum Mop {
     Write(V, V),
 }
 
-struct Txn {
+struct Txn<'a> {
     status: OpType,
     process: u64,
     inv_time: u64,
     done_time: u64,
     mops: Vec<Mop>,
     /// The completion (or, for an unfinished one, the invocation), for reports.
-    op: Op,
+    op: &'a Op,
     is_final: bool,
 }
 
@@ -194,7 +194,7 @@ pub fn check(ops: &[Op], kind: TxnKind, ctx: &CheckContext) -> Edn {
             inv_time: inv.time,
             done_time: done.map_or(u64::MAX, |d| d.time),
             mops: parse_mops(&inv.value, done.map(|d| &d.value), kind, ok, &mut names),
-            op: done.unwrap_or(inv).clone(),
+            op: done.unwrap_or(inv),
             is_final: inv.is_final,
         });
     }
@@ -1014,7 +1014,7 @@ fn explain(
 }
 
 /// The cycle drawn: transactions on a circle, labelled arrows between them.
-fn cycle_svg(name: &str, cycle: &[(usize, u8, u32)], txns: &[Txn], g: &Graph) -> String {
+fn cycle_svg(name: &str, cycle: &[(usize, u8, u32)], txns: &[Txn<'_>], g: &Graph) -> String {
     let n = cycle.len() as f64;
     let (cx, cy, r) = (320.0, 300.0, 200.0);
     let pos = |i: usize| {
