@@ -4,8 +4,10 @@
 //!
 //! Data flows one way: [`cli`] resolves options → [`runner`] starts the [`net`], the
 //! [`cluster`] of node processes and [`client`]s, drives a [`workload`] under the [`nemesis`],
-//! records the [`history`] → the workload's checker and the shared [`checker`]s judge it →
-//! results, [`plots`] and the [`store`].
+//! records the [`history`] → [`analysis`] runs the workload's checker and the shared
+//! [`checker`]s → results, [`plots`] and the [`store`]. [`commands`] offers the checkers
+//! without a run (`check`, `analyze`); [`synth`] makes histories with known answers for tests
+//! and benchmarks.
 
 pub mod analysis;
 pub mod checker;

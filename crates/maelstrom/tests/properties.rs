@@ -44,7 +44,7 @@ proptest! {
     }
 
     #[test]
-    fn a_read_of_a_value_never_written_is_rejected(seed: u64, n in 2usize..200, concurrency in 1usize..8, pick: prop::sample::Index) {
+    fn a_read_of_a_value_never_written_is_rejected(seed: u64, n in 2usize..200, concurrency in 1usize..5, pick: prop::sample::Index) {
         let mut ops = synth::cas_register(&mut ChaCha8Rng::seed_from_u64(seed), n, concurrency, 0.1, false);
         let reads: Vec<usize> = ops.iter().enumerate().filter(|(_, o)| o.op_type == OpType::Ok && o.f == "read").map(|(i, _)| i).collect();
         prop_assume!(!reads.is_empty());

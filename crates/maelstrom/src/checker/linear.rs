@@ -223,6 +223,26 @@ pub fn check(
     if n == 0 {
         return Outcome::Linearizable;
     }
+    // A read of a value no operation ever wrote can never be linearized; proving that by
+    // search would explore every interleaving, so answer at once.
+    let written: HashSet<u32> = calls
+        .iter()
+        .filter_map(|c| match c.0.op {
+            IdOp::Write(v) | IdOp::Cas(_, v) => Some(v),
+            IdOp::Read(_) => None,
+        })
+        .chain(initial)
+        .collect();
+    if let Some(c) = calls
+        .iter()
+        .find(|c| matches!(c.0.op, IdOp::Read(Some(v)) if !written.contains(&v)))
+    {
+        return Outcome::NotLinearizable {
+            op: c.0.source.clone(),
+            prefix: vec![],
+            configs: vec![],
+        };
+    }
     // Events sorted by time, calls before returns on ties.
     let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * n);
     for (i, (_, inv, ret)) in calls.iter().enumerate() {
