@@ -554,8 +554,13 @@ mod tests {
         for p in 0..40u64 {
             ops.push(op(Info, p, "write", Edn::Int(p as i64), 1));
         }
-        ops.push(op(Invoke, 100, "read", Edn::Nil, 2));
-        ops.push(op(Ok, 100, "read", Edn::Int(1000), 3));
+        // Reads 1, 2, 1 in sequence: impossible, since write 1 happens once, but proving it
+        // means trying the crashed writes in every order.
+        for (k, v) in [1i64, 2, 1].into_iter().enumerate() {
+            let t = 2 + 2 * k as u64;
+            ops.push(op(Invoke, 100 + k as u64, "read", Edn::Nil, t));
+            ops.push(op(Ok, 100 + k as u64, "read", Edn::Int(v), t + 1));
+        }
         let tiny = Budget {
             time: Duration::from_secs(60),
             memory: 10_000,
