@@ -6,7 +6,9 @@
 //!   ops run one at a time (no concurrency to search);
 //! - linearizability, 50 processes with 30 % crashed (`:info`) ops, under a 10 s budget;
 //! - transactions, 100,000-transaction list-append history (target ≥ 200,000 txn/s; Elle
-//!   reports 100,000–160,000/s); anchor: reading the same history back from EDN text.
+//!   reports 100,000–160,000/s); anchor: reading the same history back from EDN text;
+//! - kafka, a 1,000,000-operation history (target < 30 s, bounded memory): time, and how much
+//!   memory the check adds to the history it reads.
 
 use maelstrom::checker::elle::{self, TxnKind};
 use maelstrom::checker::linear::{self, Budget, Model, Outcome};
@@ -46,7 +48,23 @@ fn main() {
     };
     let mut rows = vec![];
 
-    eprintln!("[1/3] linearizability, 10 processes, 1,000 ops");
+    eprintln!("[1/4] kafka, 1,000,000 operations");
+    let log = synth::kafka(&mut ChaCha8Rng::seed_from_u64(4), 1_000_000, 10, 8);
+    let before = rss_mib("VmRSS:");
+    // Reset the high-water mark, so the peak below is the check's own.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let (t, r) = best_of(1, || maelstrom::checker::kafka::check(&log));
+    let peak = rss_mib("VmHWM:");
+    rows.push(format!(
+        "| kafka, 1,000,000 ops, 10 keys, 8 consumers | {:.2} s, valid? {}; the check adds {} MiB to the {} MiB history | target < 30 s, bounded memory |",
+        t.as_secs_f64(),
+        r.get("valid?").map(|v| v.to_string()).unwrap_or_default(),
+        peak.saturating_sub(before),
+        before
+    ));
+    drop(log);
+
+    eprintln!("[2/4] linearizability, 10 processes, 1,000 ops");
     let concurrent = synth::cas_register(&mut ChaCha8Rng::seed_from_u64(1), 1_000, 10, 0.0, false);
     let sequential = synth::cas_register(&mut ChaCha8Rng::seed_from_u64(1), 1_000, 1, 0.0, true);
     let (t, o) = best_of(5, || {
@@ -75,7 +93,7 @@ fn main() {
         t.as_secs_f64() / anchor.as_secs_f64()
     ));
 
-    eprintln!("[2/3] linearizability, 50 processes, 30 % crashed ops");
+    eprintln!("[3/4] linearizability, 50 processes, 30 % crashed ops");
     let crashed = synth::cas_register(&mut ChaCha8Rng::seed_from_u64(2), 1_000, 50, 0.3, false);
     let (t, o) = best_of(1, || {
         linear::check(
@@ -92,7 +110,7 @@ fn main() {
         outcome_name(&o)
     ));
 
-    eprintln!("[3/3] transactions, 100,000 list-append txns");
+    eprintln!("[4/4] transactions, 100,000 list-append txns");
     let n = 100_000;
     let txns = synth::list_append(&mut ChaCha8Rng::seed_from_u64(3), n, 10, 10);
     let ctx = CheckContext {
@@ -123,4 +141,16 @@ fn main() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-checkers.txt"),
         table,
     );
+}
+
+/// A memory figure of this process from /proc/self/status (Linux), in MiB.
+fn rss_mib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024)
 }

@@ -28,11 +28,12 @@ pub mod synth;
 pub mod workload;
 
 /// Workloads this build runs (the others arrive with the consistency checkers).
-pub const IMPLEMENTED_WORKLOADS: [&str; 9] = [
+pub const IMPLEMENTED_WORKLOADS: [&str; 10] = [
     "broadcast",
     "echo",
     "g-counter",
     "g-set",
+    "kafka",
     "lin-kv",
     "pn-counter",
     "txn-list-append",

@@ -12,7 +12,9 @@ use crate::edn::{Edn, kw, map};
 use crate::history::{self, History, OpType, Process};
 use crate::nemesis::{Nemesis, World};
 use crate::net::{Net, NetConfig};
-use crate::workload::{self, FinalPhase, Invocation, Workload, WorkloadOptions};
+use crate::workload::{
+    self, FinalPhase, Invocation, Outcome, Reply, Rpc, Workload, WorkloadOptions,
+};
 use maelstrom_services::seed;
 use rand::Rng;
 use serde_json::{Map, Value, json};
@@ -55,6 +57,8 @@ struct Shared {
 /// One client thread, bound to one node for the whole test.
 struct Worker {
     node: String,
+    /// Client-side state, for workloads that keep some (kafka).
+    logic: Option<Box<dyn workload::ClientLogic>>,
     /// The thread's current process id; the dispatcher reads it to record the invocation.
     process: Arc<AtomicU64>,
     client: Client,
@@ -87,10 +91,28 @@ impl Worker {
     /// Performs an operation whose invocation the dispatcher recorded; records its completion.
     async fn perform(&mut self, inv: &Invocation, is_final: bool, sh: &Shared) -> OpType {
         let proc_ = Process::Client(self.process.load(Ordering::SeqCst));
-        let reply = self
-            .client
-            .rpc(&self.node, inv.body.clone(), sh.timeout)
-            .await;
+        let mut rpc = ClientRpc {
+            client: &mut self.client,
+            node: &self.node,
+            timeout: sh.timeout,
+        };
+        let outcome = match &mut self.logic {
+            Some(logic) => logic.perform(inv, &mut rpc).await,
+            None => match rpc.call(inv.body.clone()).await {
+                Reply::Ok(r) => match sh.workload.complete(inv, &r) {
+                    Ok(v) => Outcome::Ok(v),
+                    Err(reason) => {
+                        sh.console.warn(format!(
+                            "Malformed RPC response. Request: {} Reply: {} Rule: {reason}",
+                            Value::Object(inv.body.clone()),
+                            Value::Object(r)
+                        ));
+                        Outcome::Malformed(reason)
+                    }
+                },
+                failed => Outcome::Failed(failed),
+            },
+        };
         let idempotent = sh.workload.idempotent().contains(&inv.f);
         let never_fails = sh.workload.never_fails();
         let soft_fail = |definite: bool| {
@@ -102,40 +124,29 @@ impl Worker {
                 OpType::Info
             }
         };
-        let (t, value, error) = match reply {
-            None => (soft_fail(false), inv.value.clone(), Some(kw("net-timeout"))),
-            Some(r) if r.get("type").and_then(Value::as_str) == Some("error") => {
-                let code = r.get("code").and_then(Value::as_u64);
+        let (t, value, error) = match outcome {
+            Outcome::Ok(v) => (OpType::Ok, v, None),
+            Outcome::Failed(Reply::Timeout) => {
+                (soft_fail(false), inv.value.clone(), Some(kw("net-timeout")))
+            }
+            Outcome::Failed(Reply::Error { code, text }) => {
                 let (name, definite) = error_name(code);
-                let text = r
-                    .get("text")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
                 (
                     soft_fail(definite),
                     inv.value.clone(),
                     Some(Edn::Vector(vec![kw(name), Edn::Str(text)])),
                 )
             }
-            Some(r) => match sh.workload.complete(inv, &r) {
-                Ok(v) => (OpType::Ok, v, None),
-                Err(reason) => {
-                    sh.console.warn(format!(
-                        "Malformed RPC response. Request: {} Reply: {} Rule: {reason}",
-                        Value::Object(inv.body.clone()),
-                        Value::Object(r)
-                    ));
-                    (
-                        OpType::Info,
-                        inv.value.clone(),
-                        Some(Edn::Vector(vec![
-                            kw("malformed-response"),
-                            Edn::Str(reason),
-                        ])),
-                    )
-                }
-            },
+            Outcome::Failed(Reply::Ok(_)) => unreachable!("an ok reply is not a failure"),
+            Outcome::Malformed(reason) => (
+                OpType::Info,
+                inv.value.clone(),
+                Some(Edn::Vector(vec![
+                    kw("malformed-response"),
+                    Edn::Str(reason),
+                ])),
+            ),
+            Outcome::Crash => (OpType::Info, inv.value.clone(), Some(kw("crash"))),
         };
         sh.history.record(t, inv.f, value, proc_, error, is_final);
         if t == OpType::Info {
@@ -143,9 +154,39 @@ impl Worker {
             if !sh.workload.reusable_clients() {
                 let fresh = Client::open(&sh.net);
                 std::mem::replace(&mut self.client, fresh).close();
+                self.logic = sh.workload.client();
             }
         }
         t
+    }
+}
+
+/// One worker's RPCs: on its client, to its node, with the workload's timeout.
+struct ClientRpc<'a> {
+    client: &'a mut Client,
+    node: &'a str,
+    timeout: Duration,
+}
+
+impl Rpc for ClientRpc<'_> {
+    fn call(
+        &mut self,
+        body: Map<String, Value>,
+    ) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>> {
+        Box::pin(async move {
+            match self.client.rpc(self.node, body, self.timeout).await {
+                None => Reply::Timeout,
+                Some(r) if r.get("type").and_then(Value::as_str) == Some("error") => Reply::Error {
+                    code: r.get("code").and_then(Value::as_u64),
+                    text: r
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                },
+                Some(r) => Reply::Ok(r),
+            }
+        })
     }
 }
 
@@ -479,6 +520,7 @@ async fn drive(
         dispatcher.processes.push(Arc::clone(&process));
         let mut worker = Worker {
             node: cfg.nodes[i % cfg.nodes.len()].clone(),
+            logic: workload.client(),
             process,
             client: Client::open(net),
         };
@@ -490,14 +532,17 @@ async fn drive(
                     tx: free.clone(),
                     thread: i,
                     outcome: OpType::Info,
+                    finished: false,
                 };
                 done.outcome = worker.perform(&inv, is_final, &sh).await;
+                done.finished = worker.logic.as_ref().is_some_and(|l| l.final_done());
             }
             worker.client.close();
         });
         let _ = free_tx.send(Done {
             thread: i,
             outcome: OpType::Ok,
+            finished: false,
         });
     }
 
@@ -581,6 +626,8 @@ async fn drive(
 struct Done {
     thread: usize,
     outcome: OpType,
+    /// Its client has read all it should (final phase; see `ClientLogic::final_done`).
+    finished: bool,
 }
 
 /// Reports the thread free when dropped: after the operation, or while unwinding from a panic.
@@ -588,6 +635,7 @@ struct FreeOnDrop {
     tx: mpsc::UnboundedSender<Done>,
     thread: usize,
     outcome: OpType,
+    finished: bool,
 }
 
 impl Drop for FreeOnDrop {
@@ -595,12 +643,14 @@ impl Drop for FreeOnDrop {
         let _ = self.tx.send(Done {
             thread: self.thread,
             outcome: self.outcome,
+            finished: self.finished,
         });
     }
 }
 
 /// Every thread runs the plan's operations in order; a `:fail` is retried up to the plan's
-/// limit; nothing new starts after the plan's time cap.
+/// limit; the last operation may repeat until the thread's client is done; nothing new starts
+/// after the plan's time cap.
 async fn run_final_phase(
     plan: &FinalPhase,
     dispatcher: &Dispatcher,
@@ -615,11 +665,21 @@ async fn run_final_phase(
     }
     let mut busy = concurrency;
     while busy > 0 {
-        let Some(Done { thread, outcome }) = free_rx.recv().await else {
+        let Some(Done {
+            thread,
+            outcome,
+            finished,
+        }) = free_rx.recv().await
+        else {
             return;
         };
+        let last = next[thread] + 1 == plan.ops.len();
         if outcome == OpType::Fail && retries[thread] < plan.retries {
             retries[thread] += 1;
+        } else if let (true, Some(pace), false) = (last, plan.repeat_last_every, finished) {
+            // Repeat the last operation (kafka's poll) until the client has read everything.
+            // Pacing here delays other threads' next steps by at most one pace.
+            tokio::time::sleep(pace).await;
         } else {
             next[thread] += 1;
             retries[thread] = 0;

@@ -171,3 +171,93 @@ pub fn list_append(rng: &mut ChaCha8Rng, n: usize, concurrency: usize, keys: i64
     }
     finish(events)
 }
+
+/// A kafka history of `n` operations: producers send to `keys` keys, consumers poll each key
+/// in order, five messages at a time, and finally drain every key (as the workload's final
+/// phase does); valid by construction.
+pub fn kafka(rng: &mut ChaCha8Rng, n: usize, keys: usize, consumers: u64) -> Vec<Op> {
+    let mut ops = Vec::with_capacity(2 * n);
+    let mut logs: Vec<Vec<i64>> = vec![Vec::new(); keys];
+    let mut positions: Vec<Vec<usize>> = vec![vec![0; keys]; consumers as usize];
+    let mut next_msg = 0i64;
+    for i in 0..n {
+        let t = 10 * i as u64;
+        if rng.gen_bool(0.5) {
+            let k = rng.gen_range(0..keys);
+            next_msg += 1;
+            let key = Edn::Str(k.to_string());
+            let offset = logs[k].len() as i64;
+            logs[k].push(next_msg);
+            let sent = |v: Edn| Edn::Vector(vec![Edn::Vector(vec![kw("send"), key.clone(), v])]);
+            ops.push(op(
+                OpType::Invoke,
+                "send",
+                sent(Edn::Int(next_msg)),
+                t,
+                1000,
+            ));
+            ops.push(op(
+                OpType::Ok,
+                "send",
+                sent(Edn::Vector(vec![Edn::Int(offset), Edn::Int(next_msg)])),
+                t + 5,
+                1000,
+            ));
+        } else {
+            let c = (i as u64 % consumers) as usize;
+            ops.extend(poll_all(&logs, &mut positions[c], c as u64, t, 5));
+        }
+    }
+    let end = 10 * n as u64;
+    for (c, pos) in positions.iter_mut().enumerate() {
+        ops.extend(poll_all(
+            &logs,
+            pos,
+            c as u64,
+            end + 10 * c as u64,
+            usize::MAX,
+        ));
+    }
+    for (i, o) in ops.iter_mut().enumerate() {
+        o.index = i as u64;
+    }
+    ops
+}
+
+/// One consumer's poll of up to `batch` messages per key, as an invocation and completion.
+fn poll_all(
+    logs: &[Vec<i64>],
+    positions: &mut [usize],
+    consumer: u64,
+    t: u64,
+    batch: usize,
+) -> [Op; 2] {
+    let mut polled = Vec::new();
+    for (k, log) in logs.iter().enumerate() {
+        let from = positions[k];
+        let to = from.saturating_add(batch).min(log.len());
+        if from < to {
+            let pairs = (from..to)
+                .map(|o| Edn::Vector(vec![Edn::Int(o as i64), Edn::Int(log[o])]))
+                .collect();
+            polled.push((Edn::Str(k.to_string()), Edn::Vector(pairs)));
+            positions[k] = to;
+        }
+    }
+    [
+        op(
+            OpType::Invoke,
+            "poll",
+            Edn::Vector(vec![Edn::Vector(vec![kw("poll")])]),
+            t,
+            consumer,
+        ),
+        op(
+            OpType::Ok,
+            "poll",
+            Edn::Vector(vec![Edn::Vector(vec![kw("poll"), Edn::Map(polled)])]),
+            t + 5,
+            consumer,
+        ),
+    ]
+}

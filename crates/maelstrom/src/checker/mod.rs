@@ -2,6 +2,7 @@
 //! validity merging, and latency quantiles. set-full lives in its own file.
 
 pub mod elle;
+pub mod kafka;
 pub mod linear;
 pub mod set_full;
 

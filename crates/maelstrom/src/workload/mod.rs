@@ -5,6 +5,7 @@ mod broadcast;
 mod counter;
 mod echo;
 mod g_set;
+mod kafka;
 mod lin_kv;
 mod txn;
 mod unique_ids;
@@ -46,6 +47,9 @@ pub struct FinalPhase {
     pub retries: u32,
     /// No operation starts after this long.
     pub cap: Option<std::time::Duration>,
+    /// Repeat the last operation at this pace until the thread's client is done
+    /// ([`ClientLogic::final_done`]) or the cap passes (kafka's final polls).
+    pub repeat_last_every: Option<std::time::Duration>,
 }
 
 impl FinalPhase {
@@ -60,6 +64,7 @@ impl FinalPhase {
             tagged,
             retries: 0,
             cap: None,
+            repeat_last_every: None,
         }
     }
 }
@@ -106,6 +111,60 @@ impl WorkloadOptions {
     }
 }
 
+/// How one RPC ended.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// A reply that is not an error body.
+    Ok(Map<String, Value>),
+    /// An error body.
+    Error {
+        /// Its code.
+        code: Option<u64>,
+        /// Its text.
+        text: String,
+    },
+    /// No reply in time.
+    Timeout,
+}
+
+/// How an operation ended, before the runner maps it to the history (spec §6.5).
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// It happened; the completion's `:value`.
+    Ok(Edn),
+    /// An RPC failed (error body or timeout).
+    Failed(Reply),
+    /// A reply broke the workload's schema.
+    Malformed(String),
+    /// The client crashed on purpose (kafka's `:crash`): `:info` at once, and a fresh client.
+    Crash,
+}
+
+/// Sends one request on the operation's client and waits for the reply.
+pub trait Rpc: Send {
+    /// One request/reply.
+    fn call(
+        &mut self,
+        body: Map<String, Value>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send + '_>>;
+}
+
+/// Performs operations for one client, keeping client-side state between them. Only
+/// workloads whose operations take several RPCs or local state need one (kafka); the others
+/// send each operation's body once and map the reply with [`Workload::complete`].
+pub trait ClientLogic: Send {
+    /// Performs one operation.
+    fn perform<'a>(
+        &'a mut self,
+        inv: &'a Invocation,
+        rpc: &'a mut dyn Rpc,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send + 'a>>;
+    /// In the final phase: whether this client has read everything it should.
+    fn final_done(&self) -> bool {
+        false
+    }
+}
+
 /// What a workload provides to the runner.
 pub trait Workload: Send + Sync {
     /// The `-w` name.
@@ -131,6 +190,10 @@ pub trait Workload: Send + Sync {
     }
     /// The main-phase generator.
     fn generator(&self) -> Box<dyn Generator>;
+    /// Client-side logic for a fresh client, for workloads that need it (see [`ClientLogic`]).
+    fn client(&self) -> Option<Box<dyn ClientLogic>> {
+        None
+    }
     /// How long a client waits for a reply (spec §6.3), given `--latency` in ms.
     fn timeout(&self, _latency_ms: u64) -> std::time::Duration {
         std::time::Duration::from_millis(5_000)
@@ -165,6 +228,11 @@ pub fn by_name(name: &str, opts: &WorkloadOptions) -> Option<Box<dyn Workload>> 
         "g-counter" => Box::new(counter::Counter::grow_only()),
         "pn-counter" => Box::new(counter::Counter::pn()),
         "lin-kv" => Box::new(lin_kv::LinKv::new(opts)),
+        "kafka" => Box::new(kafka::Kafka::new(
+            opts.key_count,
+            opts.max_writes_per_key,
+            opts.concurrency,
+        )),
         "txn-list-append" => Box::new(txn::Txn::new(
             crate::checker::elle::TxnKind::ListAppend,
             opts.key_count,

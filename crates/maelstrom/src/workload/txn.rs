@@ -146,6 +146,7 @@ impl Generator for Gen {
             tagged: true,
             retries: 5,
             cap: Some(Duration::from_secs(10)),
+            repeat_last_every: None,
         }
     }
 }
