@@ -20,10 +20,58 @@ const ALLOWED: [&str; 6] = [
     "strong-PL-1-cycle-exists",
 ];
 
-type Key = String;
+/// A message: integers (what the workload sends) without allocation, anything else by text.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Msg {
+    Int(i64),
+    Text(String),
+}
+
+impl Msg {
+    fn of(e: &Edn) -> Msg {
+        match e {
+            Edn::Int(i) => Msg::Int(*i),
+            other => Msg::Text(other.to_string()),
+        }
+    }
+
+    fn edn(&self) -> Edn {
+        match self {
+            Msg::Int(i) => Edn::Int(*i),
+            Msg::Text(t) => Edn::Str(t.clone()),
+        }
+    }
+}
+
+/// Keys interned to small integers, so the per-observation maps hold no strings.
+#[derive(Default)]
+struct Keys {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Keys {
+    fn id(&mut self, k: &Edn) -> u32 {
+        let name = match k {
+            Edn::Str(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let next = self.names.len() as u32;
+        *self.ids.entry(name.clone()).or_insert_with(|| {
+            self.names.push(name);
+            next
+        })
+    }
+
+    fn edn(&self, k: u32) -> Edn {
+        Edn::Str(self.names[k as usize].clone())
+    }
+}
+
+type K = u32;
 
 /// One poll's pairs by key: (key, [(offset, message)]).
-type Polled = Vec<(Key, Vec<(i64, Edn)>)>;
+type Polled = Vec<(K, Vec<(i64, Msg)>)>;
 
 #[derive(Default)]
 struct Errors {
@@ -41,7 +89,7 @@ impl Errors {
 }
 
 /// One poll's pairs, by key, in reply order.
-fn poll_pairs(value: &Edn) -> Polled {
+fn poll_pairs(value: &Edn, keys: &mut Keys) -> Polled {
     let mut out = Vec::new();
     let Edn::Vector(mops) = value else { return out };
     for m in mops {
@@ -49,33 +97,29 @@ fn poll_pairs(value: &Edn) -> Polled {
         if parts.first() != Some(&kw("poll")) {
             continue;
         }
-        let Some(Edn::Map(keys)) = parts.get(1) else {
+        let Some(Edn::Map(by_key)) = parts.get(1) else {
             continue;
         };
-        for (k, pairs) in keys {
-            let key = match k {
-                Edn::Str(s) => s.clone(),
-                other => other.to_string(),
-            };
+        for (k, pairs) in by_key {
             let Edn::Vector(pairs) = pairs else { continue };
             let list = pairs
                 .iter()
                 .filter_map(|p| match p {
                     Edn::Vector(om) if om.len() == 2 => match om[0] {
-                        Edn::Int(o) => Some((o, om[1].clone())),
+                        Edn::Int(o) => Some((o, Msg::of(&om[1]))),
                         _ => None,
                     },
                     _ => None,
                 })
                 .collect();
-            out.push((key, list));
+            out.push((keys.id(k), list));
         }
     }
     out
 }
 
-/// A send's (key, message) from an invocation value, and its offset from a completion value.
-fn send_of(value: &Edn) -> Option<(Key, Option<i64>, Edn)> {
+/// A send's key and message, and (in a completion) its offset.
+fn send_of(value: &Edn, keys: &mut Keys) -> Option<(K, Option<i64>, Msg)> {
     let Edn::Vector(mops) = value else {
         return None;
     };
@@ -85,76 +129,98 @@ fn send_of(value: &Edn) -> Option<(Key, Option<i64>, Edn)> {
     if parts.first() != Some(&kw("send")) || parts.len() < 3 {
         return None;
     }
-    let key = match &parts[1] {
-        Edn::Str(s) => s.clone(),
-        other => other.to_string(),
-    };
+    let key = keys.id(&parts[1]);
     match &parts[2] {
         Edn::Vector(om) if om.len() == 2 => match om[0] {
-            Edn::Int(o) => Some((key, Some(o), om[1].clone())),
+            Edn::Int(o) => Some((key, Some(o), Msg::of(&om[1]))),
             _ => None,
         },
-        m => Some((key, None, m.clone())),
+        m => Some((key, None, Msg::of(m))),
+    }
+}
+
+/// Everything observed about the logs.
+#[derive(Default)]
+struct Logs {
+    /// The message at each (key, offset).
+    message_at: HashMap<(K, i64), Msg>,
+    /// The first offset of each (key, message); all offsets only for messages seen at several.
+    first_offset: HashMap<(K, Msg), i64>,
+    duplicates: HashMap<(K, Msg), BTreeSet<i64>>,
+    /// Every offset observed per key.
+    known: HashMap<K, BTreeSet<i64>>,
+}
+
+impl Logs {
+    fn observe(&mut self, errors: &mut Errors, keys: &Keys, k: K, o: i64, m: &Msg) {
+        match self.message_at.get(&(k, o)) {
+            Some(prev) if prev != m => errors.add("inconsistent-offsets", || {
+                map([
+                    ("key", keys.edn(k)),
+                    ("offset", Edn::Int(o)),
+                    ("values", Edn::Vector(vec![prev.edn(), m.edn()])),
+                ])
+            }),
+            Some(_) => {}
+            None => {
+                self.message_at.insert((k, o), m.clone());
+            }
+        }
+        match self.first_offset.get(&(k, m.clone())) {
+            None => {
+                self.first_offset.insert((k, m.clone()), o);
+            }
+            Some(&first) if first != o => {
+                self.duplicates
+                    .entry((k, m.clone()))
+                    .or_insert_with(|| BTreeSet::from([first]))
+                    .insert(o);
+            }
+            Some(_) => {}
+        }
+        self.known.entry(k).or_default().insert(o);
+    }
+
+    fn known_between(&self, k: K, a: i64, b: i64) -> bool {
+        a + 1 < b
+            && self
+                .known
+                .get(&k)
+                .is_some_and(|s| s.range(a + 1..b).next().is_some())
     }
 }
 
 /// Checks a kafka history.
 pub fn check(ops: &[Op]) -> Edn {
     let mut errors = Errors::default();
+    let mut keys = Keys::default();
+    let mut logs = Logs::default();
     let pairs = history::pairs(ops);
-    // Observations.
-    let mut message_at: HashMap<(Key, i64), Edn> = HashMap::new();
-    let mut offsets_of: HashMap<(Key, String), BTreeSet<i64>> = HashMap::new();
-    let mut known: HashMap<Key, BTreeSet<i64>> = HashMap::new();
-    let mut acked: Vec<(Key, i64, Edn, u64, &Op)> = Vec::new();
-    let mut failed_sends: HashMap<(Key, String), &Op> = HashMap::new();
-    let mut send_invoked: HashMap<(Key, String), u64> = HashMap::new();
+    let mut acked: Vec<(K, i64, Msg, u64, &Op)> = Vec::new();
+    let mut failed_sends: HashMap<(K, Msg), &Op> = HashMap::new();
+    let mut send_invoked: HashMap<(K, Msg), u64> = HashMap::new();
     let mut info_causes: BTreeMap<String, u64> = BTreeMap::new();
-    let mut observe = |errors: &mut Errors, k: &Key, o: i64, m: &Edn| {
-        match message_at.get(&(k.clone(), o)) {
-            Some(prev) if prev != m => errors.add("inconsistent-offsets", || {
-                map([
-                    ("key", Edn::Str(k.clone())),
-                    ("offset", Edn::Int(o)),
-                    ("values", Edn::Vector(vec![prev.clone(), m.clone()])),
-                ])
-            }),
-            Some(_) => {}
-            None => {
-                message_at.insert((k.clone(), o), m.clone());
-            }
-        }
-        offsets_of
-            .entry((k.clone(), m.to_string()))
-            .or_default()
-            .insert(o);
-        known.entry(k.clone()).or_default().insert(o);
-    };
-    // Per process: last acked send offset per key; last polled offset per key since the last assign.
-    let mut last_send: HashMap<(u64, Key), i64> = HashMap::new();
-    // Each completed poll's pairs, by its position in `pairs`.
-    let mut polls: HashMap<usize, Polled> = HashMap::new();
-    for (at, (inv, done)) in pairs.iter().enumerate() {
-        let Process::Client(p) = inv.process else {
+    let mut last_send: HashMap<(u64, K), i64> = HashMap::new();
+    for (inv, done) in &pairs {
+        let (Process::Client(p), Some(done)) = (inv.process, done) else {
             continue;
         };
-        let Some(done) = done else { continue };
         match (inv.f, done.op_type) {
             ("send", t) => {
-                let Some((k, _, m)) = send_of(&inv.value) else {
+                let Some((k, _, m)) = send_of(&inv.value, &mut keys) else {
                     continue;
                 };
-                send_invoked.insert((k.clone(), m.to_string()), inv.time);
+                send_invoked.insert((k, m.clone()), inv.time);
                 match t {
                     OpType::Ok => {
-                        if let Some((_, Some(o), _)) = send_of(&done.value) {
-                            observe(&mut errors, &k, o, &m);
-                            if let Some(prev) = last_send.insert((p, k.clone()), o)
+                        if let Some((_, Some(o), _)) = send_of(&done.value, &mut keys) {
+                            logs.observe(&mut errors, &keys, k, o, &m);
+                            if let Some(prev) = last_send.insert((p, k), o)
                                 && o <= prev
                             {
                                 errors.add("nonmonotonic-send", || {
                                     map([
-                                        ("key", Edn::Str(k.clone())),
+                                        ("key", keys.edn(k)),
                                         ("offsets", Edn::Vector(vec![Edn::Int(prev), Edn::Int(o)])),
                                         ("op", done.to_edn()),
                                     ])
@@ -164,7 +230,7 @@ pub fn check(ops: &[Op]) -> Edn {
                         }
                     }
                     OpType::Fail => {
-                        failed_sends.insert((k, m.to_string()), done);
+                        failed_sends.insert((k, m), done);
                     }
                     _ => {
                         *info_causes
@@ -174,13 +240,11 @@ pub fn check(ops: &[Op]) -> Edn {
                 }
             }
             ("poll", OpType::Ok) => {
-                let got = poll_pairs(&done.value);
-                for (k, list) in &got {
-                    for (o, m) in list {
-                        observe(&mut errors, k, *o, m);
+                for (k, list) in poll_pairs(&done.value, &mut keys) {
+                    for (o, m) in &list {
+                        logs.observe(&mut errors, &keys, k, *o, m);
                     }
                 }
-                polls.insert(at, got);
             }
             (_, OpType::Info) => {
                 *info_causes
@@ -190,33 +254,26 @@ pub fn check(ops: &[Op]) -> Edn {
             _ => {}
         }
     }
-    // Duplicates: one message at several offsets.
-    for ((k, m), os) in &offsets_of {
-        if os.len() > 1 {
-            errors.add("duplicate", || {
-                map([
-                    ("key", Edn::Str(k.clone())),
-                    ("msg", Edn::Str(m.clone())),
-                    (
-                        "offsets",
-                        Edn::Vector(os.iter().map(|o| Edn::Int(*o)).collect()),
-                    ),
-                ])
-            });
-        }
+    for ((k, m), os) in &logs.duplicates {
+        errors.add("duplicate", || {
+            map([
+                ("key", keys.edn(*k)),
+                ("msg", m.edn()),
+                (
+                    "offsets",
+                    Edn::Vector(os.iter().map(|o| Edn::Int(*o)).collect()),
+                ),
+            ])
+        });
     }
     // Poll order, per consumer and inside each poll; what was polled, and when. A process is
     // sequential, so walking the history in order replays each consumer: an assign or a crash
-    // resets its position.
-    let mut polled: HashMap<(Key, i64), u64> = HashMap::new();
-    let mut highest_polled: HashMap<Key, i64> = HashMap::new();
-    let known_between = |k: &Key, a: i64, b: i64| {
-        known
-            .get(k)
-            .is_some_and(|s| s.range(a + 1..b).next().is_some())
-    };
-    let mut last_poll: HashMap<(u64, Key), i64> = HashMap::new();
-    for (at, (inv, done)) in pairs.iter().enumerate() {
+    // resets its position. Polls are parsed again rather than kept from the first pass, which
+    // would hold every polled pair in memory at once.
+    let mut polled: HashMap<(K, i64), u64> = HashMap::new();
+    let mut highest_polled: HashMap<K, i64> = HashMap::new();
+    let mut last_poll: HashMap<(u64, K), i64> = HashMap::new();
+    for (inv, done) in &pairs {
         let (Process::Client(p), Some(done)) = (inv.process, done) else {
             continue;
         };
@@ -224,53 +281,49 @@ pub fn check(ops: &[Op]) -> Edn {
             last_poll.retain(|(q, _), _| *q != p);
             continue;
         }
-        let Some(got) = polls.get(&at) else { continue };
-        let p = &p;
-        for (k, list) in got {
+        if inv.f != "poll" || done.op_type != OpType::Ok {
+            continue;
+        }
+        for (k, list) in poll_pairs(&done.value, &mut keys) {
             for w in list.windows(2) {
-                if w[1].0 <= w[0].0 {
+                let (a, b) = (w[0].0, w[1].0);
+                if b <= a {
                     errors.add("int-nonmonotonic-poll", || {
                         map([
-                            ("key", Edn::Str(k.clone())),
-                            (
-                                "offsets",
-                                Edn::Vector(vec![Edn::Int(w[0].0), Edn::Int(w[1].0)]),
-                            ),
+                            ("key", keys.edn(k)),
+                            ("offsets", Edn::Vector(vec![Edn::Int(a), Edn::Int(b)])),
                             ("op", done.to_edn()),
                         ])
                     });
-                } else if known_between(k, w[0].0, w[1].0) {
+                } else if logs.known_between(k, a, b) {
                     errors.add("int-poll-skip", || {
                         map([
-                            ("key", Edn::Str(k.clone())),
-                            (
-                                "offsets",
-                                Edn::Vector(vec![Edn::Int(w[0].0), Edn::Int(w[1].0)]),
-                            ),
+                            ("key", keys.edn(k)),
+                            ("offsets", Edn::Vector(vec![Edn::Int(a), Edn::Int(b)])),
                             ("op", done.to_edn()),
                         ])
                     });
                 }
             }
-            if let (Some(first), Some(prev)) = (list.first(), last_poll.get(&(*p, k.clone()))) {
-                if first.0 <= *prev {
+            if let (Some(first), Some(&prev)) = (list.first(), last_poll.get(&(p, k))) {
+                if first.0 <= prev {
                     errors.add("nonmonotonic-poll", || {
                         map([
-                            ("key", Edn::Str(k.clone())),
+                            ("key", keys.edn(k)),
                             (
                                 "offsets",
-                                Edn::Vector(vec![Edn::Int(*prev), Edn::Int(first.0)]),
+                                Edn::Vector(vec![Edn::Int(prev), Edn::Int(first.0)]),
                             ),
                             ("op", done.to_edn()),
                         ])
                     });
-                } else if known_between(k, *prev, first.0) {
+                } else if logs.known_between(k, prev, first.0) {
                     errors.add("poll-skip", || {
                         map([
-                            ("key", Edn::Str(k.clone())),
+                            ("key", keys.edn(k)),
                             (
                                 "offsets",
-                                Edn::Vector(vec![Edn::Int(*prev), Edn::Int(first.0)]),
+                                Edn::Vector(vec![Edn::Int(prev), Edn::Int(first.0)]),
                             ),
                             ("op", done.to_edn()),
                         ])
@@ -278,30 +331,30 @@ pub fn check(ops: &[Op]) -> Edn {
                 }
             }
             if let Some(last) = list.last() {
-                last_poll.insert((*p, k.clone()), last.0);
+                last_poll.insert((p, k), last.0);
             }
-            for (o, m) in list {
-                polled.entry((k.clone(), *o)).or_insert(done.time);
-                let h = highest_polled.entry(k.clone()).or_insert(*o);
+            for (o, m) in &list {
+                polled.entry((k, *o)).or_insert(done.time);
+                let h = highest_polled.entry(k).or_insert(*o);
                 *h = (*h).max(*o);
-                if let Some(f) = failed_sends.get(&(k.clone(), m.to_string())) {
+                if let Some(f) = failed_sends.get(&(k, m.clone())) {
                     errors.add("G1a", || {
                         map([
-                            ("key", Edn::Str(k.clone())),
-                            ("msg", m.clone()),
+                            ("key", keys.edn(k)),
+                            ("msg", m.edn()),
                             ("send", f.to_edn()),
                             ("poll", done.to_edn()),
                         ])
                     });
                 }
                 if send_invoked
-                    .get(&(k.clone(), m.to_string()))
+                    .get(&(k, m.clone()))
                     .is_some_and(|t| *t > done.time)
                 {
                     errors.add("precommitted-read", || {
                         map([
-                            ("key", Edn::Str(k.clone())),
-                            ("msg", m.clone()),
+                            ("key", keys.edn(k)),
+                            ("msg", m.edn()),
                             ("poll", done.to_edn()),
                         ])
                     });
@@ -310,27 +363,27 @@ pub fn check(ops: &[Op]) -> Edn {
         }
     }
     // Acknowledged sends: lost (later offsets were read) or unseen (nothing that far was read).
-    let mut worst_lag: Option<(u64, &Key, i64)> = None;
-    let mut unseen: BTreeMap<Key, u64> = BTreeMap::new();
+    let mut worst_lag: Option<(u64, K, i64)> = None;
+    let mut unseen: BTreeMap<String, u64> = BTreeMap::new();
     for (k, o, m, sent_at, op) in &acked {
-        match polled.get(&(k.clone(), *o)) {
+        match polled.get(&(*k, *o)) {
             Some(seen_at) => {
                 let lag = seen_at.saturating_sub(*sent_at);
                 if worst_lag.is_none_or(|w| lag > w.0) {
-                    worst_lag = Some((lag, k, *o));
+                    worst_lag = Some((lag, *k, *o));
                 }
             }
             None if highest_polled.get(k).is_some_and(|h| h > o) => {
                 errors.add("lost-write", || {
                     map([
-                        ("key", Edn::Str(k.clone())),
+                        ("key", keys.edn(*k)),
                         ("offset", Edn::Int(*o)),
-                        ("msg", m.clone()),
+                        ("msg", m.edn()),
                         ("op", op.to_edn()),
                     ])
                 })
             }
-            None => *unseen.entry(k.clone()).or_default() += 1,
+            None => *unseen.entry(keys.names[*k as usize].clone()).or_default() += 1,
         }
     }
     if !unseen.is_empty() {
@@ -374,7 +427,7 @@ pub fn check(ops: &[Op]) -> Edn {
             worst_lag.map_or(Edn::Nil, |(lag, k, o)| {
                 map([
                     ("time", Edn::Float(lag as f64 / 1e9)),
-                    ("key", Edn::Str(k.clone())),
+                    ("key", keys.edn(k)),
                     ("offset", Edn::Int(o)),
                 ])
             }),
