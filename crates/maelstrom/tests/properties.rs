@@ -77,17 +77,26 @@ proptest! {
     #[test]
     fn a_garbage_read_or_a_lost_append_is_rejected(seed: u64, n in 5usize..300, concurrency in 1usize..6, garbage: bool, pick: prop::sample::Index) {
         let mut ops = synth::list_append(&mut ChaCha8Rng::seed_from_u64(seed), n, concurrency, 3);
-        // Reads (in completed transactions) that saw at least two elements.
-        let mut candidates = vec![];
+        // Reads (in completed transactions) that saw at least two elements. A lost append is
+        // only observable where another read of the key shows the element, so for that
+        // mutation only reads whose key has another read at least as long qualify.
+        let mut reads: Vec<(usize, usize, Edn, usize)> = vec![];
         for (i, op) in ops.iter().enumerate().filter(|(_, o)| o.op_type == OpType::Ok) {
             if let Edn::Vector(mops) = &op.value {
                 for (j, m) in mops.iter().enumerate() {
-                    if let Edn::Vector(parts) = m && parts[0] == kw("r") && matches!(&parts[2], Edn::Vector(l) if l.len() >= 2) {
-                        candidates.push((i, j));
+                    if let Edn::Vector(parts) = m && parts[0] == kw("r") && let Edn::Vector(l) = &parts[2] {
+                        reads.push((i, j, parts[1].clone(), l.len()));
                     }
                 }
             }
         }
+        let candidates: Vec<(usize, usize)> = reads
+            .iter()
+            .filter(|(i, j, k, len)| {
+                *len >= 2 && (garbage || reads.iter().any(|(i2, j2, k2, len2)| (i2, j2) != (i, j) && k2 == k && len2 >= len))
+            })
+            .map(|(i, j, _, _)| (*i, *j))
+            .collect();
         prop_assume!(!candidates.is_empty());
         let (i, j) = candidates[pick.index(candidates.len())];
         if let Edn::Vector(mops) = &mut ops[i].value && let Edn::Vector(parts) = &mut mops[j] && let Edn::Vector(list) = &mut parts[2] {
