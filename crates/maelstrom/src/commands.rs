@@ -86,6 +86,17 @@ pub fn check(args: CheckArgs) -> Result<i32, UsageError> {
             _ => return Err(UsageError("--initial-value must be one EDN value".into())),
         },
     };
+    if let Some(bad) = args
+        .consistency_models
+        .split(',')
+        .map(str::trim)
+        .find(|m| !m.is_empty() && !checker::elle::MODELS.contains(m))
+    {
+        return Err(UsageError(format!(
+            "Unknown consistency model {bad:?}; expected a comma list of {}",
+            checker::elle::MODELS.join(", ")
+        )));
+    }
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)
             .map_err(|e| UsageError(format!("cannot create --out {}: {e}", dir.display())))?;

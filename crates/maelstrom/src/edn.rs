@@ -375,6 +375,7 @@ pub fn parse_all(text: &str) -> Result<Vec<Edn>, String> {
         s: text.as_bytes(),
         i: 0,
         line: 1,
+        depth: 0,
     };
     let mut out = Vec::new();
     loop {
@@ -392,7 +393,12 @@ struct Reader<'a> {
     s: &'a [u8],
     i: usize,
     line: usize,
+    /// Nesting depth, bounded so hostile input cannot overflow the stack.
+    depth: usize,
 }
+
+/// The deepest nesting read.
+const MAX_DEPTH: usize = 256;
 
 impl Reader<'_> {
     fn err<T>(&self, what: impl std::fmt::Display) -> Result<T, String> {
@@ -511,6 +517,10 @@ impl Reader<'_> {
 
     fn seq(&mut self, close: u8) -> Result<Vec<Edn>, String> {
         let open_line = self.line;
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return self.err(format!("collections nested more than {MAX_DEPTH} deep"));
+        }
         self.i += 1;
         let mut items = Vec::new();
         loop {
@@ -528,6 +538,7 @@ impl Reader<'_> {
                 }
                 Some(c) if c == close => {
                     self.i += 1;
+                    self.depth -= 1;
                     return Ok(items);
                 }
                 _ => {

@@ -240,6 +240,7 @@ pub fn from_edn(
         _ => forms,
     };
     let mut ops = Vec::with_capacity(maps.len());
+    let mut open: std::collections::HashSet<u64> = std::collections::HashSet::new();
     for (n, m) in maps.into_iter().enumerate() {
         if !matches!(m, Edn::Map(_)) {
             return Err(format!(
@@ -277,6 +278,25 @@ pub fn from_edn(
         };
         if functions.is_some_and(|fs| !fs.contains(&f)) {
             continue;
+        }
+        if let Process::Client(p) = process {
+            // A process runs one operation at a time; pairing would otherwise go wrong silently.
+            let invoked_again = if op_type == OpType::Invoke {
+                !open.insert(p)
+            } else {
+                open.remove(&p);
+                false
+            };
+            if invoked_again {
+                let who = if p == ANONYMOUS {
+                    "the anonymous process (ops without :process)".to_string()
+                } else {
+                    format!("process {p}")
+                };
+                return Err(format!(
+                    "op {n}: {who} invoked an operation before its previous one completed; give concurrent operations distinct :process values"
+                ));
+            }
         }
         let time = match m.get("time") {
             Some(Edn::Int(t)) if *t >= 0 => *t as u64,

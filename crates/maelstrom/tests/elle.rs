@@ -296,3 +296,58 @@ fn rw_register_g0_from_final_reads_and_cyclic_versions() {
     );
     assert!(has(&cyclic, "cyclic-versions"), "{}", cyclic.pretty());
 }
+
+#[test]
+fn a_stronger_variant_on_the_same_transactions_is_not_hidden() {
+    // T_B then T_A by one process; each read the key the other appended to: G2-item through
+    // rw edges, and G-single-process through the process edge, on the same two transactions.
+    let txns = [
+        T(0, "ok", "[[:r 2 []] [:append 1 1]]", 0, 1),
+        T(0, "ok", "[[:r 1 []] [:append 2 1]]", 2, 3),
+        T(1, "ok", "[[:r 1 [1]] [:r 2 [1]]]", 10, 11),
+    ];
+    let r = check_with(
+        TxnKind::ListAppend,
+        "strong-session-snapshot-isolation",
+        &txns,
+        &[],
+    );
+    assert!(
+        has(&r, "G2-item") && has(&r, "G-single-process"),
+        "{}",
+        r.pretty()
+    );
+    assert_eq!(r.get("valid?"), Some(&Edn::Bool(false)));
+}
+
+#[test]
+fn always_invalid_anomalies_violate_every_model() {
+    let r = check(&[T(0, "ok", "[[:r 1 [9]]]", 0, 1)]);
+    assert_eq!(
+        r.get("not").unwrap().to_string(),
+        "#{:read-uncommitted}",
+        "{}",
+        r.pretty()
+    );
+    assert!(
+        r.get("also-not")
+            .unwrap()
+            .to_string()
+            .contains(":strict-serializable")
+    );
+}
+
+#[test]
+fn an_operation_invoked_twice_by_one_process_is_an_error() {
+    let text = "{:type :invoke :f :write :value 1} {:type :invoke :f :read :value nil} {:type :ok :f :write :value 1}";
+    let err = history::from_edn(edn::parse_all(text).unwrap(), None, None).unwrap_err();
+    assert!(
+        err.contains("op 1") && err.contains("anonymous process"),
+        "{err}"
+    );
+    assert!(
+        edn::parse_all(&"[".repeat(100_000))
+            .unwrap_err()
+            .contains("nested more than")
+    );
+}

@@ -25,14 +25,13 @@ pub enum TxnKind {
 
 /// Examples kept per anomaly class.
 const EXAMPLES: usize = 8;
-/// Start vertices tried per class and component (beyond this only the time budget applies).
-const STARTS: usize = 256;
 
 const WW: u8 = 1;
 const WR: u8 = 2;
 const RW: u8 = 4;
 const PROCESS: u8 = 8;
 const REALTIME: u8 = 16;
+const ALL_KINDS: u8 = WW | WR | RW | PROCESS | REALTIME;
 
 /// A value in a read or write; integers as themselves, anything else interned.
 type V = i64;
@@ -179,7 +178,6 @@ fn note(found: &mut Found, name: &'static str, example: impl FnOnce() -> Edn) {
 
 /// Checks a transactional history.
 pub fn check(ops: &[Op], kind: TxnKind, ctx: &CheckContext) -> Edn {
-    let started = Instant::now();
     let mut names = Interner::default();
     let mut txns: Vec<Txn> = Vec::new();
     for (inv, done) in history::pairs(ops) {
@@ -635,12 +633,16 @@ pub fn check(ops: &[Op], kind: TxnKind, ctx: &CheckContext) -> Edn {
 
     // Cycles.
     let mut timed_out = false;
-    let sccs = tarjan(&g, &|t| vertex(t));
+    let sccs = tarjan(&g, &|t| vertex(t), ALL_KINDS);
     let mut cycles: BTreeMap<String, Vec<Cycle>> = BTreeMap::new();
-    let mut seen_cycles: HashSet<Vec<usize>> = HashSet::new();
-    'components: for scc in &sccs {
+    // De-duplicated per class: the same transactions can form a weaker cycle through plain
+    // edges and a stronger one through process or realtime edges, and both must be reported.
+    let mut seen_cycles: HashSet<(String, Vec<usize>)> = HashSet::new();
+    for scc in &sccs {
+        // Each component has the whole budget: a slow one must not silence the others.
+        let component_start = Instant::now();
         let members: HashSet<usize> = scc.iter().copied().collect();
-        for extra in [0, PROCESS, PROCESS | REALTIME] {
+        'component: for extra in [0, PROCESS, PROCESS | REALTIME] {
             for class in [
                 Class::G0,
                 Class::G1c,
@@ -648,23 +650,38 @@ pub fn check(ops: &[Op], kind: TxnKind, ctx: &CheckContext) -> Edn {
                 Class::GNonadjacent,
                 Class::G2Item,
             ] {
-                for &start in scc.iter().take(STARTS) {
-                    if started.elapsed() > ctx.timeout {
+                // Only vertices on a cycle of the edges this class may use can start one.
+                let allowed = class.kinds() | extra;
+                let starts: Vec<usize> = if allowed & RW != 0 {
+                    scc.clone()
+                } else {
+                    tarjan(&g, &|t| members.contains(&t), allowed)
+                        .into_iter()
+                        .flatten()
+                        .collect()
+                };
+                let mut found_here = 0;
+                for start in starts {
+                    if component_start.elapsed() > ctx.timeout {
                         timed_out = true;
-                        break 'components;
+                        break 'component;
                     }
                     let Some(cycle) = find_cycle(&g, &members, start, class, extra) else {
                         continue;
                     };
+                    let name = classify(&cycle);
                     let mut key: Vec<usize> = cycle.iter().map(|(v, _, _)| *v).collect();
                     key.sort_unstable();
-                    if !seen_cycles.insert(key) {
+                    if !seen_cycles.insert((name.clone(), key)) {
                         continue;
                     }
-                    let name = classify(&cycle);
                     let list = cycles.entry(name).or_default();
                     if list.len() < EXAMPLES {
                         list.push(cycle);
+                    }
+                    found_here += 1;
+                    if found_here >= EXAMPLES {
+                        break;
                     }
                 }
             }
@@ -723,7 +740,8 @@ pub fn check(ops: &[Op], kind: TxnKind, ctx: &CheckContext) -> Edn {
     verdict(anomalies, &ctx.consistency_models, kind)
 }
 
-/// Finds a cycle in a key's version order (rw-register), as a list of versions.
+/// Finds a cycle in a key's version order (rw-register), as a list of versions. Iterative, so
+/// a long chain of versions cannot overflow the stack.
 fn version_cycle(pairs: &[(Option<V>, V)]) -> Option<Vec<V>> {
     let mut next: HashMap<V, Vec<V>> = HashMap::new();
     for (a, b) in pairs {
@@ -731,47 +749,43 @@ fn version_cycle(pairs: &[(Option<V>, V)]) -> Option<Vec<V>> {
             next.entry(*a).or_default().push(*b);
         }
     }
-    // Depth-first search with colours; small graphs (≤ max writes per key).
+    // Colours: absent = unvisited, 1 = on the current path, 2 = done.
     let mut colour: HashMap<V, u8> = HashMap::new();
-    fn visit(
-        v: V,
-        next: &HashMap<V, Vec<V>>,
-        colour: &mut HashMap<V, u8>,
-        path: &mut Vec<V>,
-    ) -> Option<Vec<V>> {
-        colour.insert(v, 1);
-        path.push(v);
-        for &w in next.get(&v).into_iter().flatten() {
-            match colour.get(&w).copied().unwrap_or(0) {
-                1 => {
-                    let i = path.iter().position(|x| *x == w).unwrap_or(0);
-                    return Some(path[i..].to_vec());
-                }
-                0 => {
-                    if let Some(c) = visit(w, next, colour, path) {
-                        return Some(c);
+    let mut roots: Vec<V> = next.keys().copied().collect();
+    roots.sort_unstable();
+    for root in roots {
+        if colour.contains_key(&root) {
+            continue;
+        }
+        let mut path: Vec<(V, usize)> = vec![(root, 0)];
+        colour.insert(root, 1);
+        while let Some(&mut (v, ref mut i)) = path.last_mut() {
+            let succ = next.get(&v).map_or(&[][..], Vec::as_slice);
+            if let Some(&w) = succ.get(*i) {
+                *i += 1;
+                match colour.get(&w) {
+                    Some(1) => {
+                        let at = path.iter().position(|(x, _)| *x == w).unwrap_or(0);
+                        return Some(path[at..].iter().map(|(x, _)| *x).collect());
+                    }
+                    Some(_) => {}
+                    None => {
+                        colour.insert(w, 1);
+                        path.push((w, 0));
                     }
                 }
-                _ => {}
+            } else {
+                colour.insert(v, 2);
+                path.pop();
             }
-        }
-        path.pop();
-        colour.insert(v, 2);
-        None
-    }
-    let starts: Vec<V> = next.keys().copied().collect();
-    for v in starts {
-        if colour.get(&v).copied().unwrap_or(0) == 0
-            && let Some(c) = visit(v, &next, &mut colour, &mut Vec::new())
-        {
-            return Some(c);
         }
     }
     None
 }
 
-/// Strongly connected components with more than one vertex (Tarjan, iterative).
-fn tarjan(g: &Graph, include: &dyn Fn(usize) -> bool) -> Vec<Vec<usize>> {
+/// Strongly connected components with more than one vertex (Tarjan, iterative), over the
+/// included vertices and the edges of the `kinds` given.
+fn tarjan(g: &Graph, include: &dyn Fn(usize) -> bool, kinds: u8) -> Vec<Vec<usize>> {
     let n = g.edges.len();
     let (mut index, mut low, mut on_stack) = (vec![usize::MAX; n], vec![0usize; n], vec![false; n]);
     let (mut stack, mut out, mut counter) = (Vec::new(), Vec::new(), 0usize);
@@ -791,9 +805,9 @@ fn tarjan(g: &Graph, include: &dyn Fn(usize) -> bool) -> Vec<Vec<usize>> {
             let mut descended = false;
             let mut j = i;
             while j < g.edges[v].len() {
-                let w = g.edges[v][j].0;
+                let (w, kind, _) = g.edges[v][j];
                 j += 1;
-                if !include(w) {
+                if !include(w) || kind & kinds == 0 {
                     continue;
                 }
                 if index[w] == usize::MAX {
@@ -839,6 +853,17 @@ enum Class {
     G2Item,
 }
 
+impl Class {
+    /// The dependency edges a cycle of this class may use.
+    fn kinds(self) -> u8 {
+        match self {
+            Class::G0 => WW,
+            Class::G1c => WW | WR,
+            _ => WW | WR | RW,
+        }
+    }
+}
+
 /// The shortest cycle through `start` of the given class, using ww/wr/rw edges as the class
 /// allows plus the `extra` kinds (process, realtime) as plain dependencies. Breadth-first over
 /// states (vertex, rw count capped at 2, whether the last edge was rw, whether the first was).
@@ -849,12 +874,7 @@ fn find_cycle(
     class: Class,
     extra: u8,
 ) -> Option<Cycle> {
-    let allowed = extra
-        | match class {
-            Class::G0 => WW,
-            Class::G1c => WW | WR,
-            _ => WW | WR | RW,
-        };
+    let allowed = extra | class.kinds();
     type State = (usize, u8, bool, bool);
     let mut parent: HashMap<State, (State, u8, u32)> = HashMap::new();
     let mut queue: VecDeque<(State, bool)> = VecDeque::new();
@@ -1153,9 +1173,11 @@ fn verdict(mut anomalies: BTreeMap<String, Vec<Edn>>, requested: &[String], kind
         .iter()
         .filter_map(|m| prohibited(m).map(|p| (*m, p)))
         .collect();
+    // Anomalies invalid under every model count as prohibited by every model.
+    let always = types.iter().any(|t| ALWAYS_INVALID.contains(t));
     let violated: Vec<&(&str, BTreeSet<&str>)> = models
         .iter()
-        .filter(|(_, p)| p.iter().any(|a| types.contains(a)))
+        .filter(|(_, p)| always || p.iter().any(|a| types.contains(a)))
         .collect();
     let weaker = |a: &BTreeSet<&str>, b: &BTreeSet<&str>| a.is_subset(b) && a != b;
     let (mut not, mut also_not) = (vec![], vec![]);
@@ -1169,7 +1191,6 @@ fn verdict(mut anomalies: BTreeMap<String, Vec<Edn>>, requested: &[String], kind
     let requested_violated = requested
         .iter()
         .any(|r| violated.iter().any(|(m, _)| m == r));
-    let always = types.iter().any(|t| ALWAYS_INVALID.contains(t));
     let valid = if requested_violated || always {
         Edn::Bool(false)
     } else if types.contains("cycle-search-timeout") || types.contains("empty-transaction-graph") {

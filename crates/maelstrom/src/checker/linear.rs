@@ -41,8 +41,8 @@ type State = Option<u32>;
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum IdOp {
     Read(State),
-    Write(u32),
-    Cas(u32, u32),
+    Write(State),
+    Cas(State, State),
 }
 
 impl Model {
@@ -51,10 +51,8 @@ impl Model {
         match op {
             IdOp::Read(None) => Some(state),
             IdOp::Read(Some(v)) => (state == Some(v)).then_some(state),
-            IdOp::Write(v) => Some(Some(v)),
-            IdOp::Cas(from, to) => {
-                (self == Model::CasRegister && state == Some(from)).then_some(Some(to))
-            }
+            IdOp::Write(v) => Some(v),
+            IdOp::Cas(from, to) => (self == Model::CasRegister && state == from).then_some(to),
         }
     }
 }
@@ -76,11 +74,20 @@ impl Values {
         id
     }
 
+    /// An interned state: nil is `None`, as the register's initial state is.
+    fn state(&mut self, v: &Edn) -> State {
+        if *v == Edn::Nil {
+            None
+        } else {
+            Some(self.id(v))
+        }
+    }
+
     fn op(&mut self, op: &RegOp) -> IdOp {
         match op {
             RegOp::Read(v) => IdOp::Read(v.as_ref().map(|v| self.id(v))),
-            RegOp::Write(v) => IdOp::Write(self.id(v)),
-            RegOp::Cas(a, b) => IdOp::Cas(self.id(a), self.id(b)),
+            RegOp::Write(v) => IdOp::Write(self.state(v)),
+            RegOp::Cas(a, b) => IdOp::Cas(self.state(a), self.state(b)),
         }
     }
 
@@ -228,7 +235,7 @@ pub fn check(
     let written: HashSet<u32> = calls
         .iter()
         .filter_map(|c| match c.0.op {
-            IdOp::Write(v) | IdOp::Cas(_, v) => Some(v),
+            IdOp::Write(v) | IdOp::Cas(_, v) => v,
             IdOp::Read(_) => None,
         })
         .chain(initial)
@@ -527,6 +534,14 @@ mod tests {
             op(Ok, 2, "read", i(1), 5),
         ];
         assert!(matches!(run(&never), Outcome::Linearizable));
+        // nil is the initial state: cas from nil works on a fresh register.
+        let from_nil = [
+            op(Invoke, 0, "cas", Edn::Vector(vec![Edn::Nil, i(1)]), 0),
+            op(Ok, 0, "cas", Edn::Vector(vec![Edn::Nil, i(1)]), 1),
+            op(Invoke, 1, "read", Edn::Nil, 2),
+            op(Ok, 1, "read", i(1), 3),
+        ];
+        assert!(matches!(run(&from_nil), Outcome::Linearizable));
         // A :fail write did not happen.
         let failed = [
             op(Invoke, 0, "write", i(3), 0),
