@@ -290,13 +290,6 @@ impl TestArgs {
                 crate::workload::ALL.join(", ")
             ));
         }
-        if !crate::IMPLEMENTED_WORKLOADS.contains(&self.workload.as_str()) {
-            return err(format!(
-                "The {} workload is not available in this build yet; available: {}",
-                self.workload,
-                crate::IMPLEMENTED_WORKLOADS.join(", ")
-            ));
-        }
         let nodes = resolve_nodes(self.node_count, self.node, self.nodes, self.nodes_file)?;
         let concurrency = parse_concurrency(&self.concurrency, nodes.len())?;
         if self.workload == "lin-kv" && !concurrency.is_multiple_of(2 * nodes.len()) {

@@ -245,16 +245,7 @@ impl Cluster {
             // Small: 1,000 nodes must fit, and a longer line just takes more reads.
             let mut reader = BufReader::with_capacity(8 << 10, stdout);
             let mut line = Vec::new();
-            loop {
-                line.clear();
-                match (&mut reader)
-                    .take(MAX_LINE as u64)
-                    .read_until(b'\n', &mut line)
-                    .await
-                {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
+            while read_line(&mut reader, &mut line).await {
                 while matches!(line.last(), Some(b'\n' | b'\r')) {
                     line.pop();
                 }
@@ -275,16 +266,7 @@ impl Cluster {
             // Raw bytes: a node's stderr is free-form, and not every program writes UTF-8.
             let mut reader = BufReader::with_capacity(4 << 10, &mut stderr);
             let mut line = Vec::new();
-            loop {
-                line.clear();
-                match (&mut reader)
-                    .take(MAX_LINE as u64)
-                    .read_until(b'\n', &mut line)
-                    .await
-                {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
+            while read_line(&mut reader, &mut line).await {
                 if !line.ends_with(b"\n") {
                     line.push(b'\n');
                 }
@@ -431,6 +413,12 @@ impl Cluster {
             .await;
         }
     }
+}
+
+/// Reads the next line (up to 16 MiB, newline included) into `line`; false at end of input.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R, line: &mut Vec<u8>) -> bool {
+    line.clear();
+    matches!(reader.take(MAX_LINE as u64).read_until(b'\n', line).await, Ok(n) if n > 0)
 }
 
 fn push_tail(tail: &Tail, mut line: String) {

@@ -209,6 +209,23 @@ pub fn pairs(ops: &[Op]) -> Vec<(&Op, Option<&Op>)> {
     out
 }
 
+/// The client processes of invocation/completion pairs, sorted, each once.
+pub fn client_processes(pairs: &[(&Op, Option<&Op>)]) -> Vec<u64> {
+    let mut procs: Vec<u64> = pairs
+        .iter()
+        .filter_map(|(i, _)| {
+            if let Process::Client(p) = i.process {
+                Some(p)
+            } else {
+                None
+            }
+        })
+        .collect();
+    procs.sort_unstable();
+    procs.dedup();
+    procs
+}
+
 /// A history's process for ops that name none.
 pub const ANONYMOUS: u64 = u64::MAX;
 

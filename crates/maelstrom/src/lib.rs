@@ -27,20 +27,6 @@ pub mod store;
 pub mod synth;
 pub mod workload;
 
-/// Workloads this build runs (the others arrive with the consistency checkers).
-pub const IMPLEMENTED_WORKLOADS: [&str; 10] = [
-    "broadcast",
-    "echo",
-    "g-counter",
-    "g-set",
-    "kafka",
-    "lin-kv",
-    "pn-counter",
-    "txn-list-append",
-    "txn-rw-register",
-    "unique-ids",
-];
-
 /// The final console line for a validity, and the exit code (spec §7.5).
 pub fn banner(valid: &edn::Edn) -> (&'static str, i32) {
     match valid {

@@ -296,18 +296,7 @@ pub(crate) fn html_escape(s: &str) -> String {
 pub(crate) fn timeline(ops: &[Op]) -> String {
     let pairs = history::pairs(ops);
     let shown = &pairs[..pairs.len().min(TIMELINE_MAX)];
-    let mut procs: Vec<u64> = shown
-        .iter()
-        .filter_map(|(i, _)| {
-            if let Process::Client(p) = i.process {
-                Some(p)
-            } else {
-                None
-            }
-        })
-        .collect();
-    procs.sort_unstable();
-    procs.dedup();
+    let procs: Vec<u64> = history::client_processes(shown);
     let col: BTreeMap<u64, usize> = procs.iter().enumerate().map(|(i, p)| (*p, i)).collect();
     let end = ops.last().map_or(1, |o| o.time.max(1)) as f64;
     let height = 2000.0f64.max(shown.len() as f64 * 2.0);

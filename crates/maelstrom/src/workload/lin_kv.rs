@@ -230,18 +230,7 @@ fn write_key_files(
 /// that could not be linearized in red.
 fn linear_svg(key: &Edn, history: &[Op], blocked: &Op, prefix: &[(Op, linear::Value)]) -> String {
     let pairs: Vec<(&Op, Option<&Op>)> = history::pairs(history);
-    let mut procs: Vec<u64> = pairs
-        .iter()
-        .filter_map(|(i, _)| {
-            if let Process::Client(p) = i.process {
-                Some(p)
-            } else {
-                None
-            }
-        })
-        .collect();
-    procs.sort_unstable();
-    procs.dedup();
+    let procs: Vec<u64> = history::client_processes(&pairs);
     let (t0, t1) = history
         .iter()
         .fold((u64::MAX, 0), |(a, b), o| (a.min(o.time), b.max(o.time)));

@@ -204,7 +204,7 @@ pub trait Workload: Send + Sync {
     fn check(&self, history: &[Op], ctx: &CheckContext) -> Edn;
 }
 
-/// Every workload name `-w` accepts (some arrive with later issues).
+/// Every workload name `-w` accepts.
 pub const ALL: [&str; 10] = [
     "broadcast",
     "echo",
