@@ -51,11 +51,7 @@ impl Generator for AddOrRead {
                 body: body(msg_type, [(self.add_field, Value::from(v))]),
             }
         } else {
-            Invocation {
-                f: "read",
-                value: Edn::Nil,
-                body: body("read", []),
-            }
+            Invocation::read()
         }
     }
 

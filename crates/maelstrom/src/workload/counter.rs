@@ -42,11 +42,7 @@ impl Generator for Gen {
                 body: body("add", [("delta", Value::from(d))]),
             }
         } else {
-            Invocation {
-                f: "read",
-                value: Edn::Nil,
-                body: body("read", []),
-            }
+            Invocation::read()
         }
     }
 

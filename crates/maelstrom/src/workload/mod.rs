@@ -26,6 +26,17 @@ pub struct Invocation {
     pub body: Map<String, Value>,
 }
 
+impl Invocation {
+    /// A plain `read` (broadcast, g-set, the counters).
+    pub fn read() -> Invocation {
+        Invocation {
+            f: "read",
+            value: Edn::Nil,
+            body: body("read", []),
+        }
+    }
+}
+
 /// Produces main-phase operations from the generator stream.
 pub trait Generator: Send {
     /// The next operation, for worker `thread`, currently process `process`.
@@ -56,11 +67,7 @@ impl FinalPhase {
     /// One read per thread.
     pub fn read(tagged: bool) -> FinalPhase {
         FinalPhase {
-            ops: vec![Invocation {
-                f: "read",
-                value: Edn::Nil,
-                body: body("read", []),
-            }],
+            ops: vec![Invocation::read()],
             tagged,
             retries: 0,
             cap: None,
