@@ -225,61 +225,117 @@ fn write_key_files(
     }
 }
 
-/// The picture of a non-linearizable key: each op a bar from invocation to completion, one
-/// row per process; the longest linearizable prefix in green, numbered in order, and the op
-/// that could not be linearized in red.
+/// How many linearized operations before the failure the picture shows.
+const PICTURE_PREFIX: usize = 6;
+
+/// The picture of a non-linearizable key: the moments that matter, from a few operations
+/// before the failure to the operation that could not be linearized, in event order. Each
+/// operation is a bar from invocation to completion, one row per process; the linearized ones in green, numbered
+/// in linearization order, the blocked one in red, the others grey (details on hover).
 fn linear_svg(key: &Edn, history: &[Op], blocked: &Op, prefix: &[(Op, linear::Value)]) -> String {
-    let pairs: Vec<(&Op, Option<&Op>)> = history::pairs(history);
-    let procs: Vec<u64> = history::client_processes(&pairs);
-    let (t0, t1) = history
+    let all: Vec<(&Op, Option<&Op>)> = history::pairs(history);
+    let last_time = history.iter().map(|o| o.time).max().unwrap_or(0);
+    let span_of = |(inv, done): &(&Op, Option<&Op>)| (inv.time, done.map_or(last_time, |d| d.time));
+    let is_blocked = |(inv, done): &(&Op, Option<&Op>)| {
+        inv.index == blocked.index || done.is_some_and(|d| d.index == blocked.index)
+    };
+    let (_, blocked_end) = all
         .iter()
-        .fold((u64::MAX, 0), |(a, b), o| (a.min(o.time), b.max(o.time)));
-    let span = (t1.saturating_sub(t0)).max(1) as f64;
+        .find(|p| is_blocked(p))
+        .map_or((0, last_time), span_of);
+    // The window starts at the invocation of the PICTURE_PREFIX-th last linearized operation.
+    let tail: HashSet<u64> = prefix
+        .iter()
+        .rev()
+        .take(PICTURE_PREFIX)
+        .map(|(o, _)| o.index)
+        .collect();
+    let start = all
+        .iter()
+        .filter(|(_, d)| d.is_some_and(|d| tail.contains(&d.index)))
+        .map(|p| span_of(p).0)
+        .min()
+        .unwrap_or(0);
+    let end = blocked_end.max(start + 1);
+    let pairs: Vec<(&Op, Option<&Op>)> = all
+        .into_iter()
+        .filter(|p| {
+            let (a, b) = span_of(p);
+            a <= end && b >= start
+        })
+        .collect();
+    let procs: Vec<u64> = history::client_processes(&pairs);
     let (w, row) = (1000.0, 28.0);
     let h = 60.0 + row * procs.len() as f64;
-    let x = |t: u64| 100.0 + (t.saturating_sub(t0)) as f64 / span * (w - 120.0);
+    // Event order, not wall time: every invocation and completion is one step, so short
+    // operations separated by long pauses stay readable.
+    let mut steps: Vec<u64> = pairs
+        .iter()
+        .flat_map(|p| {
+            let (a, b) = span_of(p);
+            [a.max(start), b.min(end)]
+        })
+        .collect();
+    steps.sort_unstable();
+    steps.dedup();
+    let step = (w - 130.0) / steps.len().max(1) as f64;
+    let x = |t: u64| 110.0 + steps.partition_point(|s| *s < t.clamp(start, end)) as f64 * step;
     let order: HashMap<u64, usize> = prefix
         .iter()
         .enumerate()
         .map(|(i, (o, _))| (o.index, i + 1))
         .collect();
     let mut s = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/><text x="10" y="18" font-size="14">Key {key}: not linearizable at {} {}</text>"#,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/><text x="10" y="18" font-size="14">Key {key}: not linearizable at {} {} (green: linearized, in order; red: impossible)</text>"#,
         blocked.f,
         crate::plots::html_escape(&blocked.value.to_string())
     );
-    for (inv, done) in &pairs {
+    for (n, p) in procs.iter().enumerate() {
+        let _ = write!(
+            s,
+            r#"<text x="10" y="{}">process {p}</text>"#,
+            55.0 + row * n as f64
+        );
+    }
+    for pair in &pairs {
+        let (inv, done) = *pair;
         let Process::Client(p) = inv.process else {
             continue;
         };
         let y = 40.0 + row * procs.iter().position(|q| *q == p).unwrap_or(0) as f64;
-        let end = done.map_or(t1, |d| d.time);
+        let (a, b) = span_of(pair);
         let completion: &Op = done.unwrap_or(inv);
-        let (fill, label) = if completion.index == blocked.index || inv.index == blocked.index {
-            ("#FF1E90", "✗".to_string())
+        let (fill, mark) = if is_blocked(pair) {
+            ("#FF1E90", "✗ ".to_string())
         } else if let Some(n) = done.and_then(|d| order.get(&d.index)) {
-            ("#7FD17F", format!("{n}"))
+            ("#7FD17F", format!("{n}: "))
         } else {
             ("#DDDDDD", String::new())
         };
-        let text = format!(
-            "{} {} {}",
-            label,
-            inv.f,
-            done.map_or(&inv.value, |d| &d.value)
-        );
+        let width = (x(b) - x(a)).max(3.0);
         let _ = write!(
             s,
-            r##"<rect x="{:.1}" y="{y}" width="{:.1}" height="{}" fill="{fill}" stroke="#555"><title>{}</title></rect><text x="{:.1}" y="{}">{}</text>"##,
-            x(inv.time),
-            (x(end) - x(inv.time)).max(3.0),
+            r##"<rect x="{:.1}" y="{y}" width="{width:.1}" height="{}" fill="{fill}" stroke="#555"><title>{}</title></rect>"##,
+            x(a),
             row - 6.0,
             crate::plots::html_escape(&format!("{}\n{}", inv.to_edn(), completion.to_edn())),
-            x(inv.time) + 2.0,
-            y + 15.0,
-            crate::plots::html_escape(&text)
         );
-        let _ = write!(s, r#"<text x="10" y="{}">process {p}</text>"#, y + 15.0);
+        let label = format!("{mark}{} {}", inv.f, done.map_or(&inv.value, |d| &d.value));
+        // The full label where it fits, else just the number or ✗; hovering shows everything.
+        let label = if width >= 6.5 * label.chars().count() as f64 {
+            label
+        } else {
+            mark.trim_end_matches([':', ' ']).to_string()
+        };
+        if !label.is_empty() {
+            let _ = write!(
+                s,
+                r#"<text x="{:.1}" y="{}">{}</text>"#,
+                x(a) + 3.0,
+                y + 15.0,
+                crate::plots::html_escape(&label)
+            );
+        }
     }
     s.push_str("</svg>\n");
     s
