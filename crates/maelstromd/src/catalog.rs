@@ -1,0 +1,128 @@
+//! The node's cached view of the catalog: the sorted HTTP routes and components, each at most
+//! one second old (spec §8.1) and dropped at once by a data-change notification. The request
+//! path reads only this cache; at most one request at a time refreshes it, the others keep
+//! using the previous copy.
+
+use crate::db::Db;
+use crate::gateway::resolve::{Route, sort_routes};
+use maelstromd_api::model::Component;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+const MAX_AGE: Duration = Duration::from_secs(1);
+
+/// A component (or its absence) and when it was read.
+type Cached = (Instant, Option<Arc<Component>>);
+
+/// See the module documentation.
+pub struct Catalog {
+    db: Db,
+    routes: RwLock<Option<(Instant, Arc<Vec<Route>>)>>,
+    refreshing: tokio::sync::Mutex<()>,
+    components: Mutex<HashMap<String, Cached>>,
+}
+
+impl Catalog {
+    /// An empty cache over `db`.
+    pub fn new(db: Db) -> Catalog {
+        Catalog {
+            db,
+            routes: RwLock::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
+            components: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Forgets everything (a component or event source changed).
+    pub fn invalidate(&self) {
+        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = None;
+        self.components
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// The enabled HTTP routes in match order.
+    pub async fn routes(&self) -> Result<Arc<Vec<Route>>, crate::db::DbError> {
+        let cached = self
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some((at, routes)) = &cached
+            && at.elapsed() < MAX_AGE
+        {
+            return Ok(routes.clone());
+        }
+        // One refresher; the rest use the previous copy when there is one.
+        let _guard = match (self.refreshing.try_lock(), &cached) {
+            (Ok(g), _) => g,
+            (Err(_), Some((_, routes))) => return Ok(routes.clone()),
+            (Err(_), None) => self.refreshing.lock().await,
+        };
+        if let Some((at, routes)) = self
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            && at.elapsed() < MAX_AGE
+        {
+            return Ok(routes.clone());
+        }
+        let mut routes: Vec<Route> = self
+            .db
+            .enabled_event_sources("http")
+            .await?
+            .iter()
+            .filter_map(Route::from_event_source)
+            .collect();
+        sort_routes(&mut routes);
+        let routes = Arc::new(routes);
+        *self.routes.write().unwrap_or_else(|p| p.into_inner()) =
+            Some((Instant::now(), routes.clone()));
+        Ok(routes)
+    }
+
+    /// A component, from the cache when fresh; `None` when it does not exist or the database
+    /// cannot be read.
+    pub async fn component(&self, name: &str) -> Option<Arc<Component>> {
+        if let Some((at, c)) = self
+            .components
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            && at.elapsed() < MAX_AGE
+        {
+            return c.clone();
+        }
+        let c = self.component_fresh(name).await.map(Arc::new);
+        if c.is_some() {
+            self.store(name, c.clone());
+        }
+        c
+    }
+
+    /// A component read from the database now.
+    pub async fn component_fresh(&self, name: &str) -> Option<Component> {
+        match self.db.get_component(name).await {
+            Ok(c) => {
+                if c.is_none() {
+                    self.store(name, None);
+                }
+                c
+            }
+            Err(e) => {
+                tracing::warn!(component = name, error = %e, "cannot read a component");
+                None
+            }
+        }
+    }
+
+    fn store(&self, name: &str, c: Option<Arc<Component>>) {
+        self.components
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), (Instant::now(), c));
+    }
+}
