@@ -1,0 +1,766 @@
+//! One maelstromd node against the real Docker Engine, driven the way a user drives it: a
+//! project put with maelctl, requests on the public port, and the containers observed with
+//! `docker`. Each test runs its own node (own ports, data directory and node id).
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+fn yaml(template: &str) -> String {
+    template.replace("{image}", test_image())
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_request_starts_a_container_and_routing_follows_the_event_sources() {
+    let d = Daemon::start(Opts::default()).await;
+    let project = yaml(
+        r#"
+name: T1
+environment:
+  - SHARED=project
+  - MAELSTROM_COMPONENT_NAME=hijacked
+components:
+  web:
+    image: {image}
+    httphealthcheckpath: /health
+    environment:
+      - GREETING=hello
+    eventsources:
+      web_http:
+        http:
+          hostname: web.test
+  api:
+    image: {image}
+    httphealthcheckpath: /health
+    eventsources:
+      api_http:
+        http:
+          pathprefix: /api
+          stripprefix: true
+"#,
+    );
+    let out = d.put_project(&project);
+    assert!(out.starts_with("Project saved: t1 from file:"), "{out}");
+    assert!(
+        out.contains("Component    t1_api                             Added"),
+        "{out}"
+    );
+    assert!(
+        out.contains("EventSource  t1_web_http                        Added"),
+        "{out}"
+    );
+    assert!(
+        d.containers().is_empty(),
+        "nothing runs before the first request"
+    );
+
+    let started = Instant::now();
+    let (status, body) = d.get("web.test:80", "/").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("hello from t1_web v1"), "{body}");
+    eprintln!("cold start to first answer: {:?}", started.elapsed());
+    assert_eq!(d.containers().len(), 1);
+
+    // Environment: the MAELSTROM_* contract wins over user variables of that prefix.
+    let (_, env) = d.get("web.test", "/env").await;
+    for want in [
+        "MAELSTROM_COMPONENT_NAME=t1_web",
+        "MAELSTROM_COMPONENT_VERSION=1",
+        "MAELSTROM_PROJECT_NAME=t1",
+        "GREETING=hello",
+        "SHARED=project",
+    ] {
+        assert!(env.lines().any(|l| l == want), "missing {want} in:\n{env}");
+    }
+    assert!(!env.contains("hijacked"), "{env}");
+    assert!(
+        env.lines()
+            .any(|l| l.starts_with("MAELSTROM_PRIVATE_URL=http://")),
+        "{env}"
+    );
+
+    // Path prefix with stripping, on any host.
+    let (status, env) = d.get("other.test", "/api/env").await;
+    assert_eq!(status, 200);
+    assert!(env.contains("MAELSTROM_COMPONENT_NAME=t1_api"), "{env}");
+    let (status, body) = d.get("bogus.test", "/").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (404, "No component matches the request")
+    );
+
+    // Header hygiene on the public port.
+    let a = request(
+        &d.public(),
+        "GET",
+        "web.test",
+        "/headers",
+        &[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("MAELSTROM-COMPONENT", "t1_api"),
+            ("maelstrom-deadline-nano", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    let h = a.body;
+    assert!(h.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1"), "{h}");
+    assert!(h.contains("x-forwarded-proto: http"), "{h}");
+    assert!(h.contains("x-forwarded-host: web.test"), "{h}");
+    assert!(!h.contains("maelstrom-component"), "{h}");
+    let deadline: u128 = h
+        .lines()
+        .find_map(|l| l.strip_prefix("maelstrom-deadline-nano: "))
+        .expect("deadline header")
+        .parse()
+        .unwrap();
+    assert!(
+        deadline > 1_000_000_000_000_000_000,
+        "the client's deadline was ignored"
+    );
+    assert!(h.contains("maelstrom-start-nano: "), "{h}");
+
+    // The private port selects by header; so does the container gateway.
+    let a = request(
+        &format!("127.0.0.1:{}", d.private_port),
+        "GET",
+        "x",
+        "/env",
+        &[("MAELSTROM-COMPONENT", "t1_api")],
+    )
+    .await;
+    assert!(
+        a.body.contains("MAELSTROM_COMPONENT_NAME=t1_api"),
+        "{}",
+        a.body
+    );
+    let gw = d
+        .log()
+        .lines()
+        .find_map(|l| {
+            l.split("container gateway listening addr=")
+                .nth(1)
+                .map(|s| s.trim().to_string())
+        })
+        .expect("gateway address in the log");
+    let a = request(&gw, "GET", "x", "/", &[("MAELSTROM-COMPONENT", "t1_web")]).await;
+    assert!(a.body.starts_with("hello from t1_web"), "{}", a.body);
+    let a = request(&gw, "POST", "x", "/_mael/v1", &[]).await;
+    assert_eq!(a.status, 404, "the container gateway never serves RPC");
+
+    // Labels of the container contract.
+    let id = &d.containers()[0];
+    let labels = docker(&["inspect", "-f", "{{json .Config.Labels}}", id]);
+    for want in [
+        "\"maelstrom\":\"true\"",
+        "\"maelstrom_version\":\"1\"",
+        &format!("\"maelstrom_node\":\"{}\"", d.node_id),
+    ] {
+        assert!(labels.contains(want), "{labels}");
+    }
+
+    // maelctl views.
+    let comps = String::from_utf8_lossy(&d.maelctl(&["comp", "ls"]).stdout).to_string();
+    assert!(comps.starts_with("Component             Image"), "{comps}");
+    assert!(
+        comps.contains("t1_api") && comps.contains("t1_web"),
+        "{comps}"
+    );
+    let es =
+        String::from_utf8_lossy(&d.maelctl(&["es", "ls", "--project", "t1"]).stdout).to_string();
+    assert!(
+        es.contains("t1_web_http") && es.contains("web.test") && es.contains("Enabled"),
+        "{es}"
+    );
+    let ps = String::from_utf8_lossy(&d.maelctl(&["cluster", "ps"]).stdout).to_string();
+    assert!(ps.contains("t1_web") && ps.contains("active"), "{ps}");
+    let nodes = String::from_utf8_lossy(&d.maelctl(&["cluster", "nodes"]).stdout).to_string();
+    assert!(
+        nodes.contains(&d.node_id[..d.node_id.len().min(14)]),
+        "{nodes}"
+    );
+
+    // Disabling the event source stops routing within about a second.
+    let out = d.maelctl(&["es", "disable", "--component", "t1_web"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("t1_web_http"));
+    eventually(
+        Duration::from_secs(3),
+        "routing stops after es disable",
+        || async { d.get("web.test", "/").await.0 == 404 },
+    )
+    .await;
+    d.maelctl(&["es", "enable", "--component", "t1_web"]);
+    eventually(
+        Duration::from_secs(3),
+        "routing resumes after es enable",
+        || async { d.get("web.test", "/").await.0 == 200 },
+    )
+    .await;
+
+    // A second put with no change says so; removal stops every container.
+    let again = d.put_project(&project);
+    assert!(
+        again.starts_with("PutProject: No project changes detected"),
+        "{again}"
+    );
+    let out = d.maelctl(&["project", "rm", "t1"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Project removed: t1\n"
+    );
+    eventually(
+        Duration::from_secs(10),
+        "containers gone after project rm",
+        || async { d.containers().is_empty() },
+    )
+    .await;
+    assert_eq!(d.get("web.test", "/").await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limit_queue_overflow_and_cancellation() {
+    let d = Daemon::start(Opts::default()).await;
+    d.put_project(&yaml(
+        "name: t2\ncomponents:\n  slow:\n    image: {image}\n    maxconcurrency: 1\n    maxinstances: 1\n    maxqueuedrequests: 2\n    eventsources:\n      slow_http:\n        http:\n          hostname: slow.test\n",
+    ));
+    assert_eq!(d.get("slow.test", "/").await.0, 200);
+    let addr = d.public();
+    let spawn = |ms: u64| {
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let a = request(&addr, "GET", "slow.test", &format!("/sleep?ms={ms}"), &[]).await;
+            (a.status, t.elapsed())
+        })
+    };
+    let first = spawn(1500);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = spawn(300);
+    let third = spawn(300);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let metrics = |d: &Daemon| {
+        let url = format!("127.0.0.1:{}", d.private_port);
+        async move { request(&url, "GET", "x", "/metrics", &[]).await.body }
+    };
+    assert!(
+        metrics(&d)
+            .await
+            .contains("maelstrom_queue_depth{component=\"t2_slow\"} 2")
+    );
+
+    // The queue holds two: the next request is refused at once.
+    let t = Instant::now();
+    let full = request(&d.public(), "GET", "slow.test", "/sleep?ms=1", &[]).await;
+    assert_eq!(full.status, 503);
+    assert_eq!(full.body, "Component queue full: t2_slow");
+    let retry: u64 = full.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "refused without waiting"
+    );
+
+    // A client that goes away leaves the queue.
+    third.abort();
+    eventually(
+        Duration::from_secs(2),
+        "the cancelled request left the queue",
+        || async {
+            metrics(&d)
+                .await
+                .contains("maelstrom_queue_depth{component=\"t2_slow\"} 1")
+        },
+    )
+    .await;
+    let (s1, t1) = first.await.unwrap();
+    let (s2, t2) = second.await.unwrap();
+    assert_eq!((s1, s2), (200, 200));
+    assert!(
+        t2 > Duration::from_millis(1100),
+        "the queued request waited for the slot: {t2:?} (first {t1:?})"
+    );
+    assert!(
+        metrics(&d)
+            .await
+            .contains("maelstrom_queue_rejected_total{component=\"t2_slow\"} 1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_health_checks_replace_the_container() {
+    let d = Daemon::start(Opts::default()).await;
+    d.put_project(&yaml(
+        r#"
+name: t3
+components:
+  flaky:
+    image: {image}
+    httphealthcheckpath: /health
+    httphealthcheckseconds: 1
+    httphealthcheckmaxfailures: 2
+    healthcheckfailedcommand: ["/c", "--say", "goodbye-from-healthcheck"]
+    eventsources:
+      flaky_http:
+        http:
+          hostname: flaky.test
+"#,
+    ));
+    let (_, first) = d.get("flaky.test", "/").await;
+    assert_eq!(d.get("flaky.test", "/fail").await.0, 200);
+    eventually(
+        Duration::from_secs(20),
+        "a new container answers",
+        || async {
+            let (s, body) = d.get("flaky.test", "/").await;
+            s == 200 && body != first
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(5),
+        "the failed container is gone",
+        || async { d.containers().len() == 1 },
+    )
+    .await;
+    assert!(
+        d.log().contains("goodbye-from-healthcheck"),
+        "healthcheckfailedcommand ran inside the container"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_containers_stop_after_their_timeout() {
+    let d = Daemon::start(Opts::default()).await;
+    d.put_project(&yaml(
+        "name: t4\ncomponents:\n  idle:\n    image: {image}\n    idletimeoutseconds: 2\n    eventsources:\n      idle_http:\n        http:\n          hostname: idle.test\n",
+    ));
+    assert_eq!(d.get("idle.test", "/").await.0, 200);
+    let last = Instant::now();
+    assert_eq!(d.containers().len(), 1);
+    eventually(
+        Duration::from_secs(12),
+        "the idle container stops",
+        || async { d.containers().is_empty() },
+    )
+    .await;
+    let took = last.elapsed();
+    eprintln!("stopped {took:?} after the last request (idle timeout 2 s)");
+    assert!(
+        took >= Duration::from_secs(2),
+        "not before the idle timeout: {took:?}"
+    );
+    assert!(
+        took <= Duration::from_secs(2 + 5 + 2),
+        "within idletimeout + 5 s (+ stop): {took:?}"
+    );
+    // The next request starts it again.
+    assert_eq!(d.get("idle.test", "/").await.0, 200);
+}
+
+async fn rolling_update(order: &str) {
+    let d = Daemon::start(Opts::default()).await;
+    let project = |rev: u32| {
+        yaml(&format!(
+            "name: roll\ncomponents:\n  app:\n    image: {{image}}\n    httphealthcheckpath: /health\n    mininstances: 2\n    maxconcurrency: 4\n    restartorder: {order}\n    environment: [REV={rev}]\n    eventsources:\n      app_http:\n        http:\n          hostname: roll.test\n"
+        ))
+    };
+    d.put_project(&project(1));
+    eventually(
+        Duration::from_secs(20),
+        "mininstances: 2 containers",
+        || async { d.get("roll.test", "/").await.0 == 200 && d.containers().len() == 2 },
+    )
+    .await;
+    let old: Vec<String> = d.containers();
+    // Steady load while the update rolls.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..3 {
+        let (addr, stop) = (d.public(), stop.clone());
+        load.push(tokio::spawn(async move {
+            let mut results = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let t = Instant::now();
+                let a = request(&addr, "GET", "roll.test", "/env", &[]).await;
+                results.push((a.status, t.elapsed(), a.body.contains("REV=2")));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            results
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log_before = d.log().len();
+    d.put_project(&project(2));
+    eventually(
+        Duration::from_secs(30),
+        "both containers replaced",
+        || async {
+            let now = d.containers();
+            now.len() == 2 && now.iter().all(|c| !old.contains(c))
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut all = Vec::new();
+    for l in load {
+        all.extend(l.await.unwrap());
+    }
+    let errors = all.iter().filter(|r| r.0 != 200).count();
+    assert_eq!(
+        errors,
+        0,
+        "{errors} of {} requests failed during the {order} update",
+        all.len()
+    );
+    assert!(all.last().unwrap().2, "the new version serves at the end");
+    let log = d.log()[log_before..].to_string();
+    let first_start = log.find("container started and healthy").expect("a start");
+    let first_stop = log.find("component version changed").expect("a stop");
+    match order {
+        "startstop" => assert!(
+            first_start < first_stop,
+            "startstop begins with a start:\n{log}"
+        ),
+        _ => assert!(
+            first_stop < first_start,
+            "stopstart begins with a stop:\n{log}"
+        ),
+    }
+    let mut lat: Vec<Duration> = all.iter().map(|r| r.1).collect();
+    lat.sort();
+    eprintln!(
+        "{order}: {} requests, p50 {:?}, p99 {:?}",
+        lat.len(),
+        lat[lat.len() / 2],
+        lat[lat.len() * 99 / 100]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_update_startstop_serves_throughout() {
+    rolling_update("startstop").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_update_stopstart_serves_throughout() {
+    rolling_update("stopstart").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_adopts_its_running_containers() {
+    let mut a = Daemon::start(Opts::default()).await;
+    a.put_project(&yaml(
+        "name: t6\ncomponents:\n  keep:\n    image: {image}\n    httphealthcheckpath: /health\n    eventsources:\n      keep_http:\n        http:\n          hostname: keep.test\n",
+    ));
+    let (_, before) = a.get("keep.test", "/").await;
+    let ids = a.containers();
+    assert_eq!(ids.len(), 1);
+    let status = a.stop(Duration::from_secs(20));
+    assert!(status.success(), "clean exit: {status}");
+    assert_eq!(
+        a.containers(),
+        ids,
+        "MAEL_CONTAINERS_ON_EXIT=keep leaves it running"
+    );
+    a.keep_containers();
+    let b = Daemon::start(Opts {
+        data_dir: Some(a.data_dir.clone()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        b.node_id, a.node_id,
+        "the node id is kept in the data directory"
+    );
+    let (status, after) = b.get("keep.test", "/").await;
+    assert_eq!(status, 200);
+    assert_eq!(after, before, "the same container answers");
+    assert_eq!(b.containers(), ids, "no new container was started");
+    assert!(b.log().contains("adopted a running container"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cron_fires_through_the_gateway_and_stops_when_disabled() {
+    let d = Daemon::start(Opts {
+        env: vec![("MAEL_CRON_REFRESH_SECONDS".into(), "1".into())],
+        ..Default::default()
+    })
+    .await;
+    d.put_project(&yaml(
+        "name: t7\ncomponents:\n  ticker:\n    image: {image}\n    crontab: |\n      # one a second\n      @every 1s /count\n    eventsources:\n      tick_http:\n        http:\n          hostname: tick.test\n",
+    ));
+    let count = |body: String| body.trim().parse::<u64>().unwrap_or(0);
+    eventually(
+        Duration::from_secs(15),
+        "cron has fired a few times",
+        || async { count(d.get("tick.test", "/peek").await.1) >= 3 },
+    )
+    .await;
+    let es =
+        String::from_utf8_lossy(&d.maelctl(&["es", "ls", "--type", "cron"]).stdout).to_string();
+    assert!(
+        es.contains("t7_ticker-cron-0") && es.contains("sched='@every 1s'"),
+        "{es}"
+    );
+    let metrics = request(
+        &format!("127.0.0.1:{}", d.private_port),
+        "GET",
+        "x",
+        "/metrics",
+        &[],
+    )
+    .await
+    .body;
+    assert!(metrics.contains("maelstrom_eventsource_invocations_total{eventsource=\"t7_ticker-cron-0\",type=\"cron\",result=\"ok\"}"), "{metrics}");
+    d.maelctl(&["es", "disable", "--type", "cron"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let a = count(d.get("tick.test", "/peek").await.1);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let b = count(d.get("tick.test", "/peek").await.1);
+    assert_eq!(b, a, "no firing once cron is disabled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_in_flight_requests_and_can_stop_containers() {
+    let mut d = Daemon::start(Opts {
+        env: vec![("MAEL_CONTAINERS_ON_EXIT".into(), "stop".into())],
+        ..Default::default()
+    })
+    .await;
+    d.put_project(&yaml(
+        "name: t8\ncomponents:\n  work:\n    image: {image}\n    eventsources:\n      work_http:\n        http:\n          hostname: work.test\n",
+    ));
+    assert_eq!(d.get("work.test", "/").await.0, 200);
+    let addr = d.public();
+    let inflight =
+        tokio::spawn(
+            async move { request(&addr, "GET", "work.test", "/sleep?ms=1500", &[]).await },
+        );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = d.pid();
+    let stopper = std::thread::spawn(move || {
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    });
+    stopper.join().unwrap();
+    let a = inflight.await.unwrap();
+    assert_eq!(
+        (a.status, a.body.as_str()),
+        (200, "slept 1500 ms\n"),
+        "the in-flight request finished"
+    );
+    let status = d.wait(Duration::from_secs(30));
+    assert!(status.success());
+    assert!(
+        d.containers().is_empty(),
+        "MAEL_CONTAINERS_ON_EXIT=stop removed the containers"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_streaming_upgrades_keep_alive_and_metrics() {
+    let d = Daemon::start(Opts::default()).await;
+    d.put_project(&yaml(
+        "name: t9\ncomponents:\n  x:\n    image: {image}\n    maxdurationseconds: 1\n    maxconcurrency: 8\n    eventsources:\n      x_http:\n        http:\n          hostname: x.test\n",
+    ));
+    assert_eq!(d.get("x.test", "/").await.0, 200);
+
+    let t = Instant::now();
+    let (status, body) = d.get("x.test", "/sleep?ms=3000").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (504, "gateway: Timeout proxying component: t9_x")
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(1800),
+        "{:?}",
+        t.elapsed()
+    );
+
+    // Chunks stream through as they come.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(d.public()).await.unwrap();
+        s.write_all(b"GET /stream HTTP/1.1\r\nHost: x.test\r\n\r\n")
+            .await
+            .unwrap();
+        let t = Instant::now();
+        let mut buf = vec![0u8; 4096];
+        let mut got = String::new();
+        let mut first_chunk_at = None;
+        while !got.contains("chunk 2") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early: {got}");
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if first_chunk_at.is_none() && got.contains("chunk 0") {
+                first_chunk_at = Some(t.elapsed());
+            }
+        }
+        let first = first_chunk_at.unwrap();
+        assert!(
+            first < Duration::from_millis(250),
+            "first chunk after {first:?}"
+        );
+        assert!(
+            t.elapsed() >= Duration::from_millis(600),
+            "chunks were not buffered into one"
+        );
+    }
+
+    // An upgrade is tunnelled both ways.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(d.public()).await.unwrap();
+        s.write_all(
+            b"GET /ws HTTP/1.1\r\nHost: x.test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n = s.read(&mut buf).await.unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        for word in ["ping", "pong"] {
+            s.write_all(word.as_bytes()).await.unwrap();
+            let n = s.read(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], word.as_bytes());
+        }
+    }
+
+    // Keep-alive connections to the container are reused.
+    let (_, before) = d.get("x.test", "/conns").await;
+    for _ in 0..30 {
+        assert_eq!(d.get("x.test", "/").await.0, 200);
+    }
+    let (_, after) = d.get("x.test", "/conns").await;
+    let opened = after.trim().parse::<u64>().unwrap() - before.trim().parse::<u64>().unwrap();
+    assert!(
+        opened <= 2,
+        "30 sequential requests opened {opened} new connections"
+    );
+
+    let m = request(
+        &format!("127.0.0.1:{}", d.private_port),
+        "GET",
+        "x",
+        "/metrics",
+        &[],
+    )
+    .await
+    .body;
+    for want in [
+        "maelstrom_http_requests_total{component=\"t9_x\",code=\"200\",listener=\"public\"}",
+        "maelstrom_http_requests_total{component=\"t9_x\",code=\"504\",listener=\"public\"} 1",
+        "maelstrom_cold_starts_total{component=\"t9_x\",result=\"ok\"} 1",
+        "maelstrom_cold_start_duration_seconds_count{component=\"t9_x\"} 1",
+        "maelstrom_containers{component=\"t9_x\",state=\"active\"} 1",
+        "maelstrom_role_held{role=\"autoscale\"} 1",
+    ] {
+        assert!(m.contains(want), "missing {want} in\n{m}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_private_token_guards_the_private_port() {
+    let d = Daemon::start(Opts {
+        env: vec![("MAEL_PRIVATE_TOKEN".into(), "s3cret".into())],
+        ..Default::default()
+    })
+    .await;
+    let private = format!("127.0.0.1:{}", d.private_port);
+    let a = request(&private, "GET", "x", "/metrics", &[]).await;
+    assert_eq!((a.status, a.body.as_str()), (401, "Unauthorized"));
+    assert_eq!(a.headers["www-authenticate"], "Bearer");
+    let a = request(
+        &private,
+        "GET",
+        "x",
+        "/metrics",
+        &[("authorization", "Bearer wrong")],
+    )
+    .await;
+    assert_eq!(a.status, 401);
+    let a = request(&private, "GET", "x", "/_mael_health_check", &[]).await;
+    assert_eq!((a.status, a.body.as_str()), (200, "OK"));
+    let a = request(
+        &private,
+        "GET",
+        "x",
+        "/metrics",
+        &[("authorization", "Bearer s3cret")],
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    // maelctl with the token works; without it, it explains.
+    let out = d.maelctl(&["project", "ls"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "No projects found\n");
+    let out = std::process::Command::new(maelctl_bin())
+        .args(["project", "ls"])
+        .env("MAELSTROM_PRIVATE_URL", d.private_url())
+        .env_remove("MAELSTROM_PRIVATE_TOKEN")
+        .env_remove("MAEL_PRIVATE_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let msg = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        msg.starts_with("ERROR: ListProjects failed - ")
+            && msg.contains("401")
+            && msg.contains("MAELSTROM_PRIVATE_TOKEN"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maelctl_logs_streams_container_output() {
+    let d = Daemon::start(Opts::default()).await;
+    d.put_project(&yaml(
+        "name: t11\ncomponents:\n  talker:\n    image: {image}\n    eventsources:\n      talk_http:\n        http:\n          hostname: talk.test\n",
+    ));
+    assert_eq!(d.get("talk.test", "/").await.0, 200);
+    let mut cmd = tokio::process::Command::new(maelctl_bin());
+    cmd.args(["logs", "--components", "t11_*", "--since", "1m"])
+        .env("MAELSTROM_PRIVATE_URL", d.private_url())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(d.get("talk.test", "/log?msg=hello-logs").await.0, 200);
+    use tokio::io::AsyncBufReadExt;
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut err = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(l)) = out.next_line().await {
+            if l == "[t11_talker]\thello-logs" {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "stdout line");
+    let found = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(l)) = err.next_line().await {
+            if l == "[t11_talker]\terr:hello-logs" {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "stderr line");
+}
