@@ -2,7 +2,7 @@
 //! (spec §12.8), the registry the rest of the node reads them from, and adoption of the
 //! containers a previous run of this node left running (spec §3.d).
 
-use crate::gateway::proxy::{self, ProxyClient};
+use crate::gateway::proxy::Pools;
 use crate::node::Node;
 use maelstromd_api::model::{Component, ComponentActivity, ComponentInfo, ComponentStatus};
 use maelstromd_api::now_ms;
@@ -48,8 +48,8 @@ pub struct LocalContainer {
     pub started_at: i64,
     /// `http://host:port` to proxy to.
     pub base_url: String,
-    /// Pooled keep-alive connections to it.
-    pub client: ProxyClient,
+    /// Pooled keep-alive connections to it, one pool per proxy worker.
+    pub clients: Pools,
     state: Mutex<Mutable>,
     inflight: AtomicUsize,
     idle: Notify,
@@ -73,7 +73,7 @@ impl LocalContainer {
             memory_mib: component.docker().reserve_memory_mib(),
             started_at: now_ms(),
             base_url: format!("http://{target}"),
-            client: proxy::client(max_concurrency),
+            clients: Pools::new(max_concurrency),
             state: Mutex::new(Mutable {
                 status,
                 termination: None,
@@ -106,20 +106,20 @@ impl LocalContainer {
         LocalContainer::new(id, &c, "127.0.0.1:9", ComponentStatus::Active, 0)
     }
 
-    /// A request was admitted to it.
-    pub fn begin_request(&self) {
+    /// A request was admitted to it at `now_ms`.
+    pub fn begin_request(&self, now_ms: i64) {
         self.inflight.fetch_add(1, Ordering::SeqCst);
-        self.lock().activity.last_request_ms = now_ms();
+        self.lock().activity.last_request_ms = now_ms;
     }
 
-    /// A request ended; `elapsed` is `None` when it never started.
-    pub fn end_request(&self, elapsed: Option<Duration>) {
-        if let Some(d) = elapsed {
+    /// A request ended after `(duration, at epoch ms)`; `None` when it never started.
+    pub fn end_request(&self, finished: Option<(Duration, i64)>) {
+        if let Some((d, at_ms)) = finished {
             let mut st = self.lock();
             st.activity.total += 1;
             st.activity.cur_requests += 1;
             st.activity.cur_busy_secs += d.as_secs_f64();
-            st.activity.last_request_ms = now_ms();
+            st.activity.last_request_ms = at_ms;
         }
         if self.inflight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.idle.notify_waiters();
@@ -335,17 +335,17 @@ mod tests {
     #[tokio::test]
     async fn activity_buckets_and_draining() {
         let c = LocalContainer::for_tests("abc", "p_c", 2);
-        c.begin_request();
-        c.begin_request();
+        c.begin_request(1);
+        c.begin_request(1);
         assert_eq!(c.inflight(), 2);
-        c.end_request(Some(Duration::from_millis(500)));
+        c.end_request(Some((Duration::from_millis(500), 2)));
         let drained = {
             let c = c.clone();
             tokio::spawn(async move { c.drained().await })
         };
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(!drained.is_finished());
-        c.end_request(Some(Duration::from_millis(500)));
+        c.end_request(Some((Duration::from_millis(500), 3)));
         drained.await.unwrap();
         c.rotate_activity();
         let info = c.info();

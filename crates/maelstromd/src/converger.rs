@@ -439,7 +439,8 @@ pub async fn wait_healthy(
     let deadline = Instant::now() + window;
     let mut last = String::from("no answer");
     while Instant::now() < deadline {
-        match crate::gateway::proxy::get_status(&c.client, &url, Duration::from_secs(2)).await {
+        match crate::gateway::proxy::get_status(c.clients.get(), &url, Duration::from_secs(2)).await
+        {
             Ok(200) => return Ok(()),
             Ok(code) => last = format!("HTTP {code}"),
             Err(e) => last = e,
@@ -471,7 +472,8 @@ pub fn spawn_health_monitor(node: &Arc<Node>, c: Arc<LocalContainer>, component:
             if node.containers.get(&c.id).is_none() || c.status() == ComponentStatus::Stopping {
                 return;
             }
-            match crate::gateway::proxy::get_status(&c.client, &url, Duration::from_secs(15)).await
+            match crate::gateway::proxy::get_status(c.clients.get(), &url, Duration::from_secs(15))
+                .await
             {
                 Ok(200) => {
                     failures = 0;

@@ -29,5 +29,17 @@ pub mod placement;
 pub mod router;
 pub mod rpc;
 
+/// Epoch milliseconds of a monotonic instant, without another clock read: the request path
+/// has its `Instant` already, and a request's times need no better than millisecond truth.
+pub fn epoch_ms_at(at: std::time::Instant) -> i64 {
+    static BASE: std::sync::OnceLock<(std::time::Instant, i64)> = std::sync::OnceLock::new();
+    let (base_instant, base_ms) =
+        *BASE.get_or_init(|| (std::time::Instant::now(), maelstromd_api::now_ms()));
+    match at.checked_duration_since(base_instant) {
+        Some(d) => base_ms + d.as_millis() as i64,
+        None => base_ms - base_instant.duration_since(at).as_millis() as i64,
+    }
+}
+
 /// This build's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -177,7 +177,7 @@ async fn relay_peer(
         Ok(r) => r,
         Err(e) => return e.to_string(),
     };
-    let resp = match link.proxy.request(req).await {
+    let resp = match link.proxy.get().request(req).await {
         Ok(r) => r,
         Err(e) => return crate::gateway::proxy::error_chain(&e),
     };

@@ -7,6 +7,11 @@ use maelstromd::node::Node;
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
+// The proxy path allocates for every request (headers, bodies, futures); glibc's malloc spent
+// a sixth of its user time there (perf, scripts/bench-maelstromd). mimalloc is made for this.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ENV_HELP: &str = "\
 Settings come from MAEL_* environment variables (or an envfile given with -f). The ones most
 often set:

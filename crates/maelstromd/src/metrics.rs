@@ -24,6 +24,47 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets_range(0.005, 300.0, 16))
 }
 
+/// One component's request metrics, looked up once per router so the request path does
+/// not build label sets.
+pub struct ComponentMetrics {
+    duration: Histogram,
+    queue_wait: Histogram,
+    requests: std::sync::Mutex<Vec<(u16, Listener, Counter)>>,
+    family: Family<Labels, Counter>,
+    component: String,
+}
+
+impl ComponentMetrics {
+    /// One answered request.
+    pub fn request(&self, code: u16, listener: Listener, elapsed: Duration) {
+        let counter = {
+            let mut cached = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+            match cached.iter().find(|(c, l, _)| *c == code && *l == listener) {
+                Some((_, _, counter)) => counter.clone(),
+                None => {
+                    let counter = self
+                        .family
+                        .get_or_create(&vec![
+                            ("component", self.component.clone()),
+                            ("code", code.to_string()),
+                            ("listener", listener.label().to_string()),
+                        ])
+                        .clone();
+                    cached.push((code, listener, counter.clone()));
+                    counter
+                }
+            }
+        };
+        counter.inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Time a request waited for its slot.
+    pub fn queue_wait(&self, waited: Duration) {
+        self.queue_wait.observe(waited.as_secs_f64());
+    }
+}
+
 /// Every metric of the node.
 pub struct Metrics {
     registry: Registry,
@@ -127,6 +168,18 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
+    /// The request metrics of one component.
+    pub fn component(&self, component: &str) -> std::sync::Arc<ComponentMetrics> {
+        let labels = vec![("component", component.to_string())];
+        std::sync::Arc::new(ComponentMetrics {
+            duration: self.duration.get_or_create(&labels).clone(),
+            queue_wait: self.queue_wait.get_or_create(&labels).clone(),
+            requests: std::sync::Mutex::new(Vec::new()),
+            family: self.requests.clone(),
+            component: component.to_string(),
+        })
+    }
+
     /// One answered request.
     pub fn request(&self, component: &str, code: u16, listener: Listener, elapsed: Duration) {
         self.requests
@@ -141,13 +194,6 @@ impl Metrics {
                 .get_or_create(&vec![("component", component.to_string())])
                 .observe(elapsed.as_secs_f64());
         }
-    }
-
-    /// Time a request waited for its slot.
-    pub fn queue_wait(&self, component: &str, waited: Duration) {
-        self.queue_wait
-            .get_or_create(&vec![("component", component.to_string())])
-            .observe(waited.as_secs_f64());
     }
 
     /// A request refused with 503.

@@ -91,8 +91,8 @@ pub struct Node {
     cold_starts: Mutex<VecDeque<ColdStart>>,
     engine_memory_mib: Option<i64>,
     shutdown_requested: Notify,
-    /// Open client connections on all listeners.
-    open_connections: Arc<AtomicUsize>,
+    /// The proxy workers serving the listeners' connections.
+    workers: std::sync::OnceLock<Arc<gateway::Workers>>,
 }
 
 /// Counts a placement in progress on this node while alive.
@@ -249,6 +249,7 @@ impl Node {
                     None => peer_url.clone(),
                 });
 
+        crate::gateway::proxy::set_worker_count(proxy_workers());
         let (placement_tx, placement_rx) = mpsc::unbounded_channel();
         let started_at = now_ms();
         let engine_memory_mib = engine.total_memory_mib().await;
@@ -279,7 +280,7 @@ impl Node {
             cold_starts: Mutex::new(VecDeque::new()),
             engine_memory_mib,
             shutdown_requested: Notify::new(),
-            open_connections: Arc::new(AtomicUsize::new(0)),
+            workers: std::sync::OnceLock::new(),
             cfg,
         });
         let _ = node.api.set(crate::api::router(node.clone()));
@@ -307,22 +308,23 @@ impl Node {
         }
         crate::cluster::refresh(self).await;
 
-        let open = self.open_connections.clone();
+        let workers = Arc::new(gateway::Workers::start(self, proxy_workers()));
+        let _ = self.workers.set(workers.clone());
         tokio::spawn(gateway::serve(
             self.clone(),
             listeners.public,
             Listener::Public,
-            open.clone(),
+            workers.clone(),
         ));
         tokio::spawn(gateway::serve(
             self.clone(),
             listeners.private,
             Listener::Private,
-            open.clone(),
+            workers.clone(),
         ));
         if let Some((l, addr)) = listeners.gateway {
             tracing::info!(%addr, "container gateway listening");
-            tokio::spawn(gateway::serve(self.clone(), l, Listener::Gateway, open));
+            tokio::spawn(gateway::serve(self.clone(), l, Listener::Gateway, workers));
         }
         tokio::spawn(crate::cluster::run_membership(self.clone()));
         tokio::spawn(crate::autoscale::run(self.clone()));
@@ -354,7 +356,12 @@ impl Node {
             if let Some(r) = map.get(component) {
                 return r.clone();
             }
-            let r = Router::new(component, max_queue, self.placement_tx.clone());
+            let r = Router::new(
+                component,
+                max_queue,
+                self.placement_tx.clone(),
+                self.metrics.component(component),
+            );
             map.insert(component.to_string(), r.clone());
             r
         };
@@ -567,16 +574,26 @@ impl Node {
         self.stop_accepting.cancel();
         // Connections finish their current exchange and close (at most 5 s).
         let closing_until = Instant::now() + Duration::from_secs(5);
-        while self.open_connections.load(Ordering::SeqCst) > 0
-            && Instant::now() < closing_until
-            && !hurry.is_cancelled()
-        {
+        let open = || {
+            self.workers
+                .get()
+                .map(|w| w.open.load(Ordering::SeqCst))
+                .unwrap_or(0)
+        };
+        while open() > 0 && Instant::now() < closing_until && !hurry.is_cancelled() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = self.db.release_all_roles(&self.id).await;
         self.db.close().await;
         tracing::info!("maelstromd stopped");
     }
+}
+
+/// One proxy worker per CPU.
+fn proxy_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Refuses to start when another live node uses this id from another address: a copied data

@@ -10,7 +10,7 @@ use crate::cluster::PeerLink;
 use crate::containers::LocalContainer;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 /// Where a slot sends its request.
@@ -96,8 +96,7 @@ struct State {
 }
 
 impl State {
-    fn integrate(&mut self) {
-        let now = Instant::now();
+    fn integrate(&mut self, now: Instant) {
         let dt = now.duration_since(self.area_since).as_secs_f64();
         self.area += (self.local_inflight + self.queue.len()) as f64 * dt;
         self.area_since = now;
@@ -140,6 +139,8 @@ pub enum Rejected {
 pub struct Router {
     /// Full component name.
     pub component: String,
+    /// The component's request metrics.
+    pub metrics: Arc<crate::metrics::ComponentMetrics>,
     state: Mutex<State>,
     placement: mpsc::UnboundedSender<String>,
 }
@@ -169,9 +170,11 @@ impl Router {
         component: &str,
         max_queue: usize,
         placement: mpsc::UnboundedSender<String>,
+        metrics: Arc<crate::metrics::ComponentMetrics>,
     ) -> Arc<Router> {
         Arc::new(Router {
             component: component.to_string(),
+            metrics,
             placement,
             state: Mutex::new(State {
                 dispensers: Vec::new(),
@@ -206,9 +209,9 @@ impl Router {
         let now = Instant::now();
         let (id, rx, ask_placement) = {
             let mut st = self.lock();
-            st.last_request_ms = maelstromd_api::now_ms();
+            st.last_request_ms = crate::epoch_ms_at(now);
             if let Some(i) = st.pick(&adm, now) {
-                return Ok(self.grant(&mut st, i));
+                return Ok(self.grant(&mut st, i, now));
             }
             if st.queue.len() >= st.max_queue {
                 let capacity: usize = st.dispensers.iter().map(|d| d.capacity).sum();
@@ -217,7 +220,7 @@ impl Router {
                     retry_after: (wait.ceil() as u64).max(1),
                 });
             }
-            st.integrate();
+            st.integrate(now);
             let (tx, rx) = oneshot::channel();
             let id = st.next_id;
             st.next_id += 1;
@@ -256,19 +259,19 @@ impl Router {
         flatten(slot)
     }
 
-    fn grant(self: &Arc<Self>, st: &mut State, i: usize) -> Slot {
-        st.integrate();
+    fn grant(self: &Arc<Self>, st: &mut State, i: usize, now: Instant) -> Slot {
+        st.integrate(now);
         let d = &mut st.dispensers[i];
         d.inflight += 1;
         let target = d.target.clone();
         if let Target::Local(c) = &target {
-            c.begin_request();
+            c.begin_request(crate::epoch_ms_at(now));
             st.local_inflight += 1;
         }
         Slot {
             router: self.clone(),
             target,
-            started: Instant::now(),
+            started: now,
             armed: true,
         }
     }
@@ -292,8 +295,7 @@ impl Router {
                 continue;
             };
             let waiter = st.queue.remove(i).expect("index in range");
-            st.integrate();
-            let slot = self.grant(st, d);
+            let slot = self.grant(st, d, now);
             if let Err(Ok(mut slot)) = waiter.tx.send(Ok(slot)) {
                 // The request went away between queueing and now: undo in place (the lock
                 // is held, so the slot must not release itself).
@@ -304,7 +306,7 @@ impl Router {
     }
 
     fn undo(&self, st: &mut State, target: &Target) {
-        st.integrate();
+        st.integrate(Instant::now());
         if let Some(d) = st
             .dispensers
             .iter_mut()
@@ -318,10 +320,12 @@ impl Router {
         }
     }
 
-    fn release(self: &Arc<Self>, target: &Target, elapsed: Duration) {
+    fn release(self: &Arc<Self>, target: &Target, started: Instant) {
+        let now = Instant::now();
+        let elapsed = now.duration_since(started);
         let mut st = self.lock();
         st.avg_duration = 0.9 * st.avg_duration + 0.1 * elapsed.as_secs_f64();
-        st.integrate();
+        st.integrate(now);
         if let Some(d) = st
             .dispensers
             .iter_mut()
@@ -331,7 +335,7 @@ impl Router {
         }
         if let Target::Local(c) = target {
             st.local_inflight = st.local_inflight.saturating_sub(1);
-            c.end_request(Some(elapsed));
+            c.end_request(Some((elapsed, crate::epoch_ms_at(now))));
         }
         self.dispatch(&mut st);
     }
@@ -423,7 +427,7 @@ impl Router {
         if !st.dispensers.is_empty() {
             return;
         }
-        st.integrate();
+        st.integrate(Instant::now());
         for w in st.queue.drain(..) {
             let _ = w.tx.send(Err(message.to_string()));
         }
@@ -447,7 +451,7 @@ impl Router {
     /// The time-weighted mean of local in-flight plus queued requests since the previous call.
     pub fn take_load_sample(&self) -> f64 {
         let mut st = self.lock();
-        st.integrate();
+        st.integrate(Instant::now());
         let elapsed = st.area_since.duration_since(st.sample_since).as_secs_f64();
         let mean = if elapsed > 0.0 {
             st.area / elapsed
@@ -479,7 +483,7 @@ impl Drop for QueueGuard {
     fn drop(&mut self) {
         let mut st = self.router.lock();
         if let Some(pos) = st.queue.iter().position(|w| w.id == self.id) {
-            st.integrate();
+            st.integrate(Instant::now());
             st.queue.remove(pos);
         }
     }
@@ -507,7 +511,7 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         if self.armed {
-            self.router.release(&self.target, self.started.elapsed());
+            self.router.release(&self.target, self.started);
         }
     }
 }
@@ -515,6 +519,7 @@ impl Drop for Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn container(id: &str) -> Arc<LocalContainer> {
         LocalContainer::for_tests(id, "p_c", 1)
@@ -522,7 +527,8 @@ mod tests {
 
     fn router(max_queue: usize) -> (Arc<Router>, mpsc::UnboundedReceiver<String>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Router::new("p_c", max_queue, tx), rx)
+        let metrics = crate::metrics::Metrics::new().component("p_c");
+        (Router::new("p_c", max_queue, tx, metrics), rx)
     }
 
     #[tokio::test]

@@ -46,15 +46,106 @@ impl Listener {
     }
 }
 
-/// Serves one listener until the node stops accepting; open connections are then asked to
-/// close after their current exchange, and counted in `open` until they do.
-pub async fn serve(node: Arc<Node>, listener: TcpListener, kind: Listener, open: Arc<AtomicUsize>) {
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(node.cfg.http_read_timeout)
-        .keep_alive(true);
-    let builder = Arc::new(builder);
+/// An accepted connection on its way to a worker.
+struct Accepted {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    kind: Listener,
+}
+
+/// The proxy workers: one thread each, with its own single-threaded runtime, serving the
+/// connections handed to it. Like nginx's worker processes, a connection and the pooled
+/// upstream connections it uses stay on one thread, so a proxied request never wakes another
+/// thread (on two cores that halves the cost of a request; see scripts/bench-maelstromd).
+pub struct Workers {
+    senders: Vec<tokio::sync::mpsc::UnboundedSender<Accepted>>,
+    next: AtomicUsize,
+    /// Open client connections on all listeners.
+    pub open: Arc<AtomicUsize>,
+}
+
+impl Workers {
+    /// Starts `n` worker threads serving for `node`.
+    pub fn start(node: &Arc<Node>, n: usize) -> Workers {
+        let open = Arc::new(AtomicUsize::new(0));
+        let mut senders = Vec::new();
+        for index in 0..n.max(1) {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Accepted>();
+            senders.push(tx);
+            let node = node.clone();
+            let open = open.clone();
+            std::thread::Builder::new()
+                .name(format!("maelstromd-proxy-{index}"))
+                .spawn(move || {
+                    proxy::set_worker(index + 1);
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a proxy worker runtime");
+                    rt.block_on(async move {
+                        let mut builder = hyper::server::conn::http1::Builder::new();
+                        builder
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(node.cfg.http_read_timeout)
+                            .keep_alive(true);
+                        while let Some(a) = rx.recv().await {
+                            serve_connection(&node, &builder, a, &open);
+                        }
+                        // Let connections finish their exchange before the runtime goes.
+                        while open.load(Ordering::SeqCst) > 0 {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    });
+                })
+                .expect("a proxy worker thread");
+        }
+        Workers {
+            senders,
+            next: AtomicUsize::new(0),
+            open,
+        }
+    }
+
+    fn dispatch(&self, a: Accepted) {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
+        let _ = self.senders[i].send(a);
+    }
+}
+
+fn serve_connection(
+    node: &Arc<Node>,
+    builder: &hyper::server::conn::http1::Builder,
+    a: Accepted,
+    open: &Arc<AtomicUsize>,
+) {
+    let Ok(stream) = tokio::net::TcpStream::from_std(a.stream) else {
+        return;
+    };
+    let (kind, peer) = (a.kind, a.peer);
+    let stop = node.stop_accepting.clone();
+    let svc_node = node.clone();
+    let svc = hyper::service::service_fn(move |req| handle(svc_node.clone(), req, kind, peer));
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
+    let open = open.clone();
+    open.fetch_add(1, Ordering::SeqCst);
+    tokio::spawn(async move {
+        let mut conn = std::pin::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            _ = stop.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+        open.fetch_sub(1, Ordering::SeqCst);
+    });
+}
+
+/// Accepts connections on one listener until the node stops accepting, handing each to a
+/// proxy worker.
+pub async fn serve(node: Arc<Node>, listener: TcpListener, kind: Listener, workers: Arc<Workers>) {
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -68,25 +159,10 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, kind: Listener, open:
             _ = node.stop_accepting.cancelled() => return,
         };
         let _ = stream.set_nodelay(true);
-        let stop = node.stop_accepting.clone();
-        let node = node.clone();
-        let svc = hyper::service::service_fn(move |req| handle(node.clone(), req, kind, peer));
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .with_upgrades();
-        let open = open.clone();
-        open.fetch_add(1, Ordering::SeqCst);
-        tokio::spawn(async move {
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-            open.fetch_sub(1, Ordering::SeqCst);
-        });
+        match stream.into_std() {
+            Ok(stream) => workers.dispatch(Accepted { stream, peer, kind }),
+            Err(e) => tracing::warn!(error = %e, "cannot hand a connection to a worker"),
+        }
     }
 }
 
@@ -116,7 +192,7 @@ async fn handle(
                 // The token is ours; the client's own Authorization travels in its place.
                 let headers = req.headers_mut();
                 headers.remove(header::AUTHORIZATION);
-                if let Some(orig) = headers.remove(names::ORIGINAL_AUTHORIZATION) {
+                if let Some(orig) = headers.remove(&names::ORIGINAL_AUTHORIZATION) {
                     headers.insert(header::AUTHORIZATION, orig);
                 }
             }
@@ -149,13 +225,13 @@ fn now_ns() -> i128 {
         .unwrap_or(0)
 }
 
-fn header_str<'a>(req: &'a Request<ProxyBody>, name: &str) -> Option<&'a str> {
+fn header_str<'a>(req: &'a Request<ProxyBody>, name: &HeaderName) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-fn set_header(req: &mut Request<ProxyBody>, name: &'static str, value: &str) {
+fn set_header(req: &mut Request<ProxyBody>, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
-        req.headers_mut().insert(HeaderName::from_static(name), v);
+        req.headers_mut().insert(name, v);
     }
 }
 
@@ -183,13 +259,13 @@ pub async fn proxy_request(
 
     // Which component.
     let by_header = trusted
-        .then(|| header_str(&req, names::COMPONENT).map(|v| v.trim().to_ascii_lowercase()))
+        .then(|| header_str(&req, &names::COMPONENT).map(|v| v.trim().to_ascii_lowercase()))
         .flatten()
         .filter(|v| !v.is_empty());
     let (name, route) = match by_header {
         Some(name) => (name, None),
         None => {
-            let host = header_str(&req, "host")
+            let host = header_str(&req, &header::HOST)
                 .map(str::to_string)
                 .or_else(|| req.uri().host().map(str::to_string))
                 .unwrap_or_default();
@@ -220,19 +296,19 @@ pub async fn proxy_request(
     // Deadline: honoured from the header on trusted listeners, else from maxdurationseconds.
     let now = now_ns();
     let deadline_ns = trusted
-        .then(|| header_str(&req, names::DEADLINE).and_then(|v| v.trim().parse::<i128>().ok()))
+        .then(|| header_str(&req, &names::DEADLINE).and_then(|v| v.trim().parse::<i128>().ok()))
         .flatten()
         .unwrap_or(now + component.max_duration_seconds() as i128 * 1_000_000_000);
     let remaining = Duration::from_nanos((deadline_ns - now).max(0) as u64);
-    let deadline = Instant::now() + remaining;
+    let deadline = began + remaining;
     set_header(&mut req, names::DEADLINE, &deadline_ns.to_string());
-    if header_str(&req, names::START).is_none() {
+    if header_str(&req, &names::START).is_none() {
         set_header(&mut req, names::START, &now.to_string());
     }
 
     // Relayed requests prefer local containers, and never go back along their path.
     let relay_path: Option<Vec<String>> = trusted
-        .then(|| header_str(&req, names::RELAY_PATH))
+        .then(|| header_str(&req, &names::RELAY_PATH))
         .flatten()
         .map(|p| p.split('|').map(str::to_string).collect());
     let admission = match &relay_path {
@@ -259,23 +335,30 @@ pub async fn proxy_request(
 
     let router = node.router(&name).await;
     let client_upgrade = proxy::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
-    // Bodiless requests can be sent again if a peer turns out dead before answering.
-    let replay = (req.body().size_hint().exact() == Some(0))
-        .then(|| (req.method().clone(), req.headers().clone(), req.version()));
+    // A bodiless request relayed to a peer can be sent again if the peer turns out dead
+    // before answering; its head is kept for that (only when relaying).
+    let bodiless = req.body().size_hint().exact() == Some(0);
+    let mut replay: Option<(Method, http::HeaderMap, http::Version)> = None;
     let mut req = Some(req);
     let mut attempts = 0;
+    // One timer for the whole exchange: polled only when something has to wait, and handed
+    // on to the response body.
+    let mut timer = Box::pin(tokio::time::sleep_until(deadline.into()));
     loop {
         attempts += 1;
-        let slot = match tokio::time::timeout_at(deadline.into(), router.acquire(admission.clone()))
-            .await
-        {
+        let admitted = tokio::select! {
+            biased;
+            r = router.acquire(admission.clone()) => Ok(r),
+            _ = &mut timer => Err(()),
+        };
+        let slot = match admitted {
             Err(_) => {
-                node.metrics.request(&name, 504, kind, began.elapsed());
+                router.metrics.request(504, kind, began.elapsed());
                 return text(StatusCode::GATEWAY_TIMEOUT, timeout_text);
             }
             Ok(Err(Rejected::QueueFull { retry_after })) => {
                 node.metrics.queue_rejected(&name);
-                node.metrics.request(&name, 503, kind, began.elapsed());
+                router.metrics.request(503, kind, began.elapsed());
                 let mut r = text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("Component queue full: {name}"),
@@ -285,12 +368,12 @@ pub async fn proxy_request(
                 return r;
             }
             Ok(Err(Rejected::Failed(msg))) => {
-                node.metrics.request(&name, 503, kind, began.elapsed());
+                router.metrics.request(503, kind, began.elapsed());
                 return text(StatusCode::SERVICE_UNAVAILABLE, msg);
             }
             Ok(Ok(slot)) => slot,
         };
-        node.metrics.queue_wait(&name, began.elapsed());
+        router.metrics.queue_wait(began.elapsed());
         let mut upstream = match req.take() {
             Some(r) => r,
             None => {
@@ -303,6 +386,13 @@ pub async fn proxy_request(
                 r
             }
         };
+        if bodiless && replay.is_none() && matches!(slot.target(), Target::Remote(_)) {
+            replay = Some((
+                upstream.method().clone(),
+                upstream.headers().clone(),
+                upstream.version(),
+            ));
+        }
         let hop = Hop {
             path_and_query: &path_and_query,
             component: &name,
@@ -314,16 +404,20 @@ pub async fn proxy_request(
             return text(StatusCode::BAD_REQUEST, e);
         }
         let (client, remote) = match slot.target() {
-            Target::Local(c) => (c.client.clone(), None),
+            Target::Local(c) => (c.clients.get().clone(), None),
             Target::Remote(p) => {
                 node.metrics.relayed(&name, &p.node_id);
-                (p.proxy.clone(), Some(p.node_id.clone()))
+                (p.proxy.get().clone(), Some(p.node_id.clone()))
             }
         };
-        let result = tokio::time::timeout_at(deadline.into(), client.request(upstream)).await;
+        let result = tokio::select! {
+            biased;
+            r = client.request(upstream) => Ok(r),
+            _ = &mut timer => Err(()),
+        };
         let mut resp = match result {
             Err(_) => {
-                node.metrics.request(&name, 504, kind, began.elapsed());
+                router.metrics.request(504, kind, began.elapsed());
                 return text(StatusCode::GATEWAY_TIMEOUT, timeout_text);
             }
             Ok(Err(e)) => {
@@ -345,14 +439,15 @@ pub async fn proxy_request(
                     }
                 }
                 tracing::warn!(component = %name, error = %detail, "proxying failed");
-                node.metrics.request(&name, 502, kind, began.elapsed());
+                router.metrics.request(502, kind, began.elapsed());
                 return text(StatusCode::BAD_GATEWAY, format!("Bad Gateway: {detail}"));
             }
             Ok(Ok(resp)) => resp,
         };
         let status = resp.status();
-        node.metrics
-            .request(&name, status.as_u16(), kind, began.elapsed());
+        router
+            .metrics
+            .request(status.as_u16(), kind, began.elapsed());
         tracing::info!(target: "maelstromd::access", component = %name, status = status.as_u16(),
             ms = began.elapsed().as_millis() as u64, via = remote_label(slot.target()), "request");
         if status == StatusCode::SWITCHING_PROTOCOLS
@@ -368,7 +463,7 @@ pub async fn proxy_request(
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
-        let body_deadline = (!streaming).then_some(deadline);
+        let body_deadline = (!streaming).then_some(timer);
         return resp.map(|b| Tracked::new(b, slot, body_deadline).boxed_unsync());
     }
 }
@@ -394,21 +489,24 @@ fn forwarded_headers(
     client_ip: std::net::IpAddr,
 ) {
     let headers = req.headers_mut();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let xff = match headers
+        .get(&names::X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+    {
         Some(prev) if !prev.trim().is_empty() => format!("{prev}, {client_ip}"),
         _ => client_ip.to_string(),
     };
     if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
+        headers.insert(names::X_FORWARDED_FOR, v);
     }
     let trust = node.cfg.trust_forwarded_headers;
-    if !(trust && headers.contains_key("x-forwarded-proto")) {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if !(trust && headers.contains_key(&names::X_FORWARDED_PROTO)) {
+        headers.insert(names::X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
-    if !(trust && headers.contains_key("x-forwarded-host"))
+    if !(trust && headers.contains_key(&names::X_FORWARDED_HOST))
         && let Some(host) = headers.get(header::HOST).cloned()
     {
-        headers.insert("x-forwarded-host", host);
+        headers.insert(names::X_FORWARDED_HOST, host);
     }
     let _ = kind;
 }

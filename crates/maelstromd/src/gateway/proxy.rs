@@ -21,18 +21,70 @@ pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 /// A pooled HTTP/1.1 client to one container or peer.
 pub type ProxyClient = Client<HttpConnector, ProxyBody>;
 
-/// Header names of the maelstrom contract (spec §2.1).
+/// Header names of the maelstrom contract (spec §2.1), parsed once.
 pub mod names {
+    use http::header::HeaderName;
     /// Selects a component by full name.
-    pub const COMPONENT: &str = "maelstrom-component";
+    pub const COMPONENT: HeaderName = HeaderName::from_static("maelstrom-component");
     /// Node ids a request passed through.
-    pub const RELAY_PATH: &str = "maelstrom-relay-path";
+    pub const RELAY_PATH: HeaderName = HeaderName::from_static("maelstrom-relay-path");
     /// Absolute deadline, Unix ns.
-    pub const DEADLINE: &str = "maelstrom-deadline-nano";
+    pub const DEADLINE: HeaderName = HeaderName::from_static("maelstrom-deadline-nano");
     /// First acceptance, Unix ns.
-    pub const START: &str = "maelstrom-start-nano";
+    pub const START: HeaderName = HeaderName::from_static("maelstrom-start-nano");
     /// The client's own `Authorization` while a relay carries the cluster token.
-    pub const ORIGINAL_AUTHORIZATION: &str = "maelstrom-original-authorization";
+    pub const ORIGINAL_AUTHORIZATION: HeaderName =
+        HeaderName::from_static("maelstrom-original-authorization");
+    /// `X-Forwarded-For`.
+    pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    /// `X-Forwarded-Proto`.
+    pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    /// `X-Forwarded-Host`.
+    pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    /// `Keep-Alive`.
+    pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+    /// `Proxy-Connection`.
+    pub const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+}
+
+thread_local! {
+    /// Which pool of a [`Pools`] this thread uses: 0 outside the proxy workers.
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many proxy workers run (set once at start).
+static WORKERS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// Marks the current thread as proxy worker `index` (1-based).
+pub fn set_worker(index: usize) {
+    WORKER.with(|w| w.set(index));
+}
+
+/// Sets the number of proxy workers; pools made afterwards have one client per worker.
+pub fn set_worker_count(n: usize) {
+    let _ = WORKERS.set(n);
+}
+
+/// One client per proxy worker (and one for the rest of the node), so that a pooled upstream
+/// connection is only used by the thread whose runtime drives it.
+pub struct Pools {
+    clients: Vec<ProxyClient>,
+}
+
+impl Pools {
+    /// Pools keeping up to `max_idle` idle connections each.
+    pub fn new(max_idle: usize) -> Pools {
+        let n = WORKERS.get().copied().unwrap_or(0) + 1;
+        Pools {
+            clients: (0..n).map(|_| client(max_idle)).collect(),
+        }
+    }
+
+    /// The current thread's client.
+    pub fn get(&self) -> &ProxyClient {
+        let i = WORKER.with(|w| w.get());
+        self.clients.get(i).unwrap_or(&self.clients[0])
+    }
 }
 
 /// A client keeping up to `max_idle` idle keep-alive connections per host for 20 s. A pooled
@@ -175,21 +227,24 @@ pub fn prepare(req: &mut Request<ProxyBody>, target: &Target, hop: &Hop<'_>) -> 
     strip_hop_by_hop(headers, keep_upgrade);
     if let Target::Remote(_) = target {
         headers.insert(
-            HeaderName::from_static(names::COMPONENT),
+            names::COMPONENT,
             HeaderValue::from_str(hop.component).map_err(|e| e.to_string())?,
         );
-        let path = match headers.get(names::RELAY_PATH).and_then(|v| v.to_str().ok()) {
+        let path = match headers
+            .get(&names::RELAY_PATH)
+            .and_then(|v| v.to_str().ok())
+        {
             Some(p) if p.len() < 1024 => format!("{p}|{}", hop.node_id),
             Some(p) => p.to_string(),
             None => hop.node_id.to_string(),
         };
         headers.insert(
-            HeaderName::from_static(names::RELAY_PATH),
+            names::RELAY_PATH,
             HeaderValue::from_str(&path).map_err(|e| e.to_string())?,
         );
         if let Some(token) = hop.token {
             if let Some(auth) = headers.remove(header::AUTHORIZATION) {
-                headers.insert(HeaderName::from_static(names::ORIGINAL_AUTHORIZATION), auth);
+                headers.insert(names::ORIGINAL_AUTHORIZATION, auth);
             }
             headers.insert(
                 header::AUTHORIZATION,
@@ -209,12 +264,12 @@ pub struct Tracked<B> {
 }
 
 impl<B> Tracked<B> {
-    /// Wraps `inner`; `deadline` is `None` for event streams.
-    pub fn new(inner: B, slot: Slot, deadline: Option<Instant>) -> Self {
+    /// Wraps `inner`; `deadline` is the exchange's timer, `None` for event streams.
+    pub fn new(inner: B, slot: Slot, deadline: Option<Pin<Box<tokio::time::Sleep>>>) -> Self {
         Tracked {
             inner,
             slot: Some(slot),
-            deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into()))),
+            deadline,
         }
     }
 }

@@ -8,7 +8,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -34,59 +34,20 @@ fn run(cmd: &mut Command) -> Output {
     out
 }
 
-/// The test component image, compiled with rustc (static) and imported as a scratch image
-/// once per source version.
+/// The test component image, built by `tests/fixtures/build-test-component` once per source
+/// version (several test binaries may ask at once: one builds, the others wait).
 pub fn test_image() -> &'static str {
     static IMAGE: OnceLock<String> = OnceLock::new();
     IMAGE.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test_component.rs");
-        let text = std::fs::read(&src).unwrap();
-        let hash = text.iter().fold(0xcbf29ce484222325u64, |h, b| {
-            (h ^ *b as u64).wrapping_mul(0x100000001b3)
-        });
-        let tag = format!("maelstrom-test-component:{:016x}", hash);
         let dir = std::env::temp_dir().join("maelstrom-test-component");
         std::fs::create_dir_all(&dir).unwrap();
-        // Several test binaries may build at once: one does, the others wait.
         let lock = std::fs::File::create(dir.join("lock")).unwrap();
         lock.lock().unwrap();
-        let present = Command::new("docker")
-            .args(["image", "inspect", &tag])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success();
-        if !present {
-            let work = tempfile::tempdir().unwrap();
-            run(Command::new("rustc")
-                .args([
-                    "--edition",
-                    "2024",
-                    "-O",
-                    "-C",
-                    "target-feature=+crt-static",
-                    "-o",
-                ])
-                .arg(work.path().join("c"))
-                .arg(&src));
-            let tar = run(Command::new("tar")
-                .arg("-C")
-                .arg(work.path())
-                .args(["-c", "c"]))
-            .stdout;
-            let mut import = Command::new("docker")
-                .args(["import", "--change", "ENTRYPOINT [\"/c\"]", "-", &tag])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            import.stdin.take().unwrap().write_all(&tar).unwrap();
-            assert!(import.wait().unwrap().success(), "docker import failed");
-        }
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/build-test-component");
+        let out = run(&mut Command::new(script));
         lock.unlock().unwrap();
-        tag
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     })
 }
 
