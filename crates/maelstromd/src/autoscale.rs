@@ -138,7 +138,7 @@ pub async fn run(node: Arc<Node>) {
                 }
             }
             _ = eval_tick.tick() => {
-                match node.db.acquire_role(ROLE, &node.id, Duration::from_secs(30)).await {
+                match node.acquire_role(ROLE, Duration::from_secs(30)).await {
                     Ok(LockOutcome::Acquired) => {
                         node.metrics.role_held(ROLE, true);
                         holder = Some(node.id.clone());

@@ -246,7 +246,7 @@ pub async fn run_membership(node: Arc<Node>) {
 }
 
 /// Writes this node's status and sends it to every peer.
-async fn publish(node: &Arc<Node>) {
+pub async fn publish(node: &Arc<Node>) {
     let status = node.status().await;
     if let Err(e) = node.db.put_node_status(&status).await {
         tracing::warn!(error = %e, "cannot write this node's status row");

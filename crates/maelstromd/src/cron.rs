@@ -96,11 +96,7 @@ pub async fn run(node: Arc<Node>) {
     let mut last_load = tokio::time::Instant::now();
     let mut reload = false;
     loop {
-        let holding = match node
-            .db
-            .acquire_role(ROLE, &node.id, Duration::from_secs(60))
-            .await
-        {
+        let holding = match node.acquire_role(ROLE, Duration::from_secs(60)).await {
             Ok(LockOutcome::Acquired) => true,
             Ok(LockOutcome::HeldBy(_)) => false,
             Err(e) => {

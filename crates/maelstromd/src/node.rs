@@ -307,6 +307,8 @@ impl Node {
                 .set_target(count);
         }
         crate::cluster::refresh(self).await;
+        // Tell the nodes already running that this one is here.
+        crate::cluster::publish(self).await;
 
         let workers = Arc::new(gateway::Workers::start(self, proxy_workers()));
         let _ = self.workers.set(workers.clone());
@@ -512,6 +514,45 @@ impl Node {
         self.cron_reload.notify_one();
         if broadcast {
             crate::cluster::notify_data_changed(self, changes);
+        }
+    }
+
+    /// Takes or renews `role`; a lease held by a node that is gone (not in the view and not
+    /// answering its health check) is broken first, so a crashed holder does not block the
+    /// cluster for the rest of its TTL.
+    pub async fn acquire_role(
+        &self,
+        role: &str,
+        ttl: Duration,
+    ) -> Result<crate::db::LockOutcome, crate::db::DbError> {
+        use crate::db::LockOutcome;
+        let outcome = self.db.acquire_role(role, &self.id, ttl).await?;
+        let LockOutcome::HeldBy(holder) = &outcome else {
+            return Ok(outcome);
+        };
+        if self.cluster.link(holder).is_some() || !self.holder_is_gone(holder).await {
+            return Ok(outcome);
+        }
+        tracing::warn!(role, holder = %holder, "the role's holder is gone; breaking its lease");
+        self.db.release_role(role, holder).await?;
+        self.db.acquire_role(role, &self.id, ttl).await
+    }
+
+    async fn holder_is_gone(&self, holder: &str) -> bool {
+        let Ok(rows) = self.db.list_node_status().await else {
+            return false;
+        };
+        match rows.iter().find(|r| r.node_id == holder) {
+            None => true,
+            Some(row) => {
+                let client = maelstromd_api::client::Client::new(
+                    &row.peer_url,
+                    self.cfg.private_token.clone(),
+                )
+                .with_timeout(Duration::from_secs(2));
+                let url = format!("{}/_mael_health_check", row.peer_url);
+                !matches!(client.send("GET", &url, None).await, Ok((200, _)))
+            }
         }
     }
 

@@ -19,8 +19,7 @@ pub async fn place_component(node: &Arc<Node>, name: &str) -> Result<NodeStatus,
     let limit = Instant::now() + Duration::from_secs(70);
     loop {
         let outcome = node
-            .db
-            .acquire_role(ROLE, &node.id, Duration::from_secs(60))
+            .acquire_role(ROLE, Duration::from_secs(60))
             .await
             .map_err(RpcError::from)?;
         match outcome {
@@ -80,6 +79,8 @@ async fn place_as_holder(node: &Arc<Node>, name: &str) -> Result<NodeStatus, Rpc
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut last_error = String::new();
     while Instant::now() < deadline {
+        // The view may lag a broadcast by a few milliseconds; a cold start asks every peer.
+        refresh_peers(node).await;
         let statuses = node.all_statuses().await;
         if let Some(s) = statuses.iter().find(|s| runs(s, name)) {
             return Ok(s.clone());
@@ -175,6 +176,25 @@ fn runs(s: &NodeStatus, name: &str) -> bool {
     s.running_components
         .iter()
         .any(|c| c.component_name == name && c.status != ComponentStatus::Stopping)
+}
+
+/// Asks every peer for its status now (2 s limit each) and takes the answers into the view.
+async fn refresh_peers(node: &Arc<Node>) {
+    let asks = node.cluster.links().into_iter().map(|link| async move {
+        let client = link.rpc.clone().with_timeout(Duration::from_secs(2));
+        client
+            .call::<_, GetStatusOutput>("NodeService.GetStatus", &serde_json::json!({}))
+            .await
+            .ok()
+            .map(|o| o.status)
+    });
+    for status in futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        node.cluster.accept(&node.id, status);
+    }
 }
 
 /// A node's status, asked now (this node's computed locally).

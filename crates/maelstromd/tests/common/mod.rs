@@ -3,6 +3,8 @@
 //! `tests/fixtures/test_component.rs`, and `maelctl` for the commands a user would type.
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
