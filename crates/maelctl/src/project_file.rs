@@ -628,3 +628,28 @@ components:
         );
     }
 }
+
+#[cfg(test)]
+mod readme {
+    use super::*;
+
+    /// The project file shown in the README parses as written.
+    #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("```yaml\n").expect("a yaml block in the README") + 8;
+        let end = start + readme[start..].find("```").unwrap();
+        let text = crate::interpolate::interpolate(&readme[start..end], |_| None);
+        let p = parse(&text, "README.md", |f| {
+            assert_eq!(f, "shop.env");
+            Ok("SECRET=x\n".into())
+        })
+        .unwrap();
+        let c = &p.components[0].component;
+        assert_eq!(c.docker.as_ref().unwrap().image, "shop-api:latest");
+        assert_eq!(c.restart_order, Some(RestartOrder::Startstop));
+        assert!(c.environment.iter().any(|nv| nv.name == "DB_HOST"));
+        assert!(c.environment.iter().any(|nv| nv.name == "SECRET"));
+        assert_eq!(p.components[0].event_sources.len(), 2);
+    }
+}

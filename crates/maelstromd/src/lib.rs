@@ -11,6 +11,8 @@
 //! the shared state, [`catalog`] its cached view, [`metrics`] and [`logs`] observe it all, and
 //! [`node`] starts and stops the whole.
 
+#![deny(missing_docs)]
+
 pub mod api;
 pub mod autoscale;
 pub mod catalog;
