@@ -637,7 +637,10 @@ mod readme {
     #[test]
     fn the_readme_example_parses() {
         let readme = include_str!("../../../README.md");
-        let start = readme.find("```yaml\n").expect("a yaml block in the README") + 8;
+        let start = readme
+            .find("```yaml\n")
+            .expect("a yaml block in the README")
+            + 8;
         let end = start + readme[start..].find("```").unwrap();
         let text = crate::interpolate::interpolate(&readme[start..end], |_| None);
         let p = parse(&text, "README.md", |f| {

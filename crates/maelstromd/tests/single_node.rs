@@ -764,3 +764,45 @@ async fn maelctl_logs_streams_container_output() {
     .await;
     assert_eq!(found, Ok(true), "stderr line");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_ip_addressing_publishes_no_port() {
+    let d = Daemon::start(Opts {
+        env: vec![("MAEL_CONTAINER_ADDRESSING".into(), "container-ip".into())],
+        ..Default::default()
+    })
+    .await;
+    d.put_project(&yaml(
+        "name: t12\ncomponents:\n  ip:\n    image: {image}\n    eventsources:\n      ip_http:\n        http:\n          hostname: ip.test\n",
+    ));
+    let (status, body) = d.get("ip.test", "/").await;
+    assert_eq!(status, 200, "{body}");
+    let id = &d.containers()[0];
+    let ports = docker(&["inspect", "-f", "{{json .NetworkSettings.Ports}}", id]);
+    assert!(!ports.contains("HostPort"), "nothing published: {ports}");
+    assert!(
+        d.log().contains("target=172."),
+        "proxied to the container's bridge address"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_that_cannot_start_says_why_at_once() {
+    let d = Daemon::start(Opts::default()).await;
+    d.put_project(
+        "name: t13\ncomponents:\n  broken:\n    image: maelstrom-no-such-image:v0\n    eventsources:\n      broken_http:\n        http:\n          hostname: broken.test\n",
+    );
+    let t = Instant::now();
+    let (status, body) = d.get("broken.test", "/").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.starts_with("Component t13_broken could not start:")
+            && body.contains("maelstrom-no-such-image:v0"),
+        "{body}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "answered in {:?}, not at the deadline",
+        t.elapsed()
+    );
+}
