@@ -806,3 +806,161 @@ async fn a_component_that_cannot_start_says_why_at_once() {
         t.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_rpc_envelopes_batches_the_idl_and_errors() {
+    use maelstromd_api::client::Client;
+    use maelstromd_api::rpc::*;
+    let d = Daemon::start(Opts::default()).await;
+    let raw = |body: &'static str| {
+        let url = d.private_url();
+        async move {
+            let c = Client::new(&url, None);
+            let (status, bytes) = c
+                .send(
+                    "POST",
+                    &format!("{url}/_mael/v1"),
+                    Some(body.as_bytes().to_vec()),
+                )
+                .await
+                .unwrap();
+            assert_eq!(status, 200);
+            assert!(bytes.is_ascii(), "answers are ASCII");
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+        }
+    };
+    let idl = raw(r#"{"jsonrpc":"2.0","id":1,"method":"barrister-idl","params":[]}"#).await;
+    let entries = idl["result"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["type"] == "interface" && e["name"] == "MaelstromService")
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["type"] == "struct" && e["name"] == "Component")
+    );
+    let batch = raw(
+        r#"[{"jsonrpc":"2.0","id":1,"method":"MaelstromService.ListProjects","params":[{}]},
+            {"jsonrpc":"2.0","id":2,"method":"MaelstromService.Nope","params":[{}]},
+            {"jsonrpc":"2.0","id":3,"method":"MaelstromService.GetComponent","params":[{}]},
+            {"jsonrpc":"2.0","id":4,"method":"MaelstromService.GetComponent","params":[{"name":"Missing"}]}]"#,
+    )
+    .await;
+    assert_eq!(batch[0]["result"]["projects"], serde_json::json!([]));
+    assert_eq!(batch[1]["error"]["code"], METHOD_NOT_FOUND);
+    assert_eq!(batch[2]["error"]["code"], INVALID_PARAMS);
+    assert!(
+        batch[2]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("input.name is required")
+    );
+    assert_eq!(batch[3]["error"]["code"], NOT_FOUND);
+    assert_eq!(
+        batch[3]["error"]["message"],
+        "No Component found with name: missing"
+    );
+    assert_eq!(raw("{nope").await["error"]["code"], PARSE_ERROR);
+
+    // PutComponent's optimistic versions, through the typed client.
+    let c = Client::new(&d.private_url(), None);
+    let comp = maelstromd_api::model::Component {
+        name: "solo".into(),
+        max_concurrency: 1,
+        docker: Some(maelstromd_api::model::DockerComponent {
+            image: "x".into(),
+            http_port: 80,
+            http_health_check_path: "/".into(),
+            pull_password: "hunter2".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let out: PutOutput = c
+        .call(
+            "MaelstromService.PutComponent",
+            &PutComponentInput {
+                component: comp.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.version, 1);
+    let again = c
+        .call::<_, PutOutput>(
+            "MaelstromService.PutComponent",
+            &PutComponentInput {
+                component: comp.clone(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(again.rpc().unwrap().code, ALREADY_EXISTS);
+    let stale = maelstromd_api::model::Component {
+        version: 7,
+        ..comp.clone()
+    };
+    let err = c
+        .call::<_, PutOutput>(
+            "MaelstromService.PutComponent",
+            &PutComponentInput { component: stale },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.rpc().unwrap().code, VERSION_CONFLICT);
+    assert_eq!(
+        err.rpc().unwrap().message,
+        "PutComponent: previousVersion is incorrect"
+    );
+    let got: GetComponentOutput = c
+        .call(
+            "MaelstromService.GetComponent",
+            &NameInput {
+                name: "solo".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        got.component.docker.unwrap().pull_password,
+        "",
+        "the pull password is write-only"
+    );
+
+    // --diffonly shows a change without making it.
+    let file = yaml("name: t14\ncomponents:\n  w:\n    image: {image}\n");
+    d.put_project(&file);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.yml");
+    std::fs::write(
+        &path,
+        file.replace(
+            "components:\n  w:",
+            "components:\n  w:\n    maxconcurrency: 3",
+        ),
+    )
+    .unwrap();
+    let out = String::from_utf8_lossy(
+        &d.maelctl(&[
+            "project",
+            "put",
+            "--diffonly",
+            "--file",
+            path.to_str().unwrap(),
+        ])
+        .stdout,
+    )
+    .to_string();
+    assert!(
+        out.starts_with("Project diff: t14") && out.contains("t14_w") && out.contains("Updated"),
+        "{out}"
+    );
+    let comps =
+        String::from_utf8_lossy(&d.maelctl(&["comp", "ls", "--prefix", "t14"]).stdout).to_string();
+    assert!(
+        comps.contains("t14_w") && comps.lines().nth(2).unwrap().contains("  1  "),
+        "still version 1: {comps}"
+    );
+}
