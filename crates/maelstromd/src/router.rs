@@ -32,6 +32,10 @@ impl Target {
     fn is_local(&self) -> bool {
         matches!(self, Target::Local(_))
     }
+    /// The same container, or the same peer.
+    fn same(&self, other: &Target) -> bool {
+        self.is_local() == other.is_local() && self.key() == other.key()
+    }
 }
 
 struct Dispenser {
@@ -307,11 +311,7 @@ impl Router {
 
     fn undo(&self, st: &mut State, target: &Target) {
         st.integrate(Instant::now());
-        if let Some(d) = st
-            .dispensers
-            .iter_mut()
-            .find(|d| d.target.key() == target.key())
-        {
+        if let Some(d) = st.dispensers.iter_mut().find(|d| d.target.same(target)) {
             d.inflight = d.inflight.saturating_sub(1);
         }
         if let Target::Local(c) = target {
@@ -326,11 +326,7 @@ impl Router {
         let mut st = self.lock();
         st.avg_duration = 0.9 * st.avg_duration + 0.1 * elapsed.as_secs_f64();
         st.integrate(now);
-        if let Some(d) = st
-            .dispensers
-            .iter_mut()
-            .find(|d| d.target.key() == target.key())
-        {
+        if let Some(d) = st.dispensers.iter_mut().find(|d| d.target.same(target)) {
             d.inflight = d.inflight.saturating_sub(1);
         }
         if let Target::Local(c) = target {
@@ -340,17 +336,18 @@ impl Router {
         self.dispatch(&mut st);
     }
 
-    /// Adds or updates a local container's dispenser.
-    pub fn add_local(self: &Arc<Self>, c: Arc<LocalContainer>, capacity: usize, hard: bool) {
+    /// Adds a dispenser for `target`, or updates its room: `capacity` requests at once, a
+    /// hard limit unless `softconcurrencylimit`. Waiting requests are dispatched to it.
+    fn upsert(self: &Arc<Self>, target: Target, capacity: usize, hard: bool) {
         let mut st = self.lock();
-        let key = c.id.clone();
-        match st.dispensers.iter_mut().find(|d| d.target.key() == key) {
+        match st.dispensers.iter_mut().find(|d| d.target.same(&target)) {
             Some(d) => {
                 d.capacity = capacity;
                 d.hard = hard;
+                d.target = target;
             }
             None => st.dispensers.push(Dispenser {
-                target: Target::Local(c),
+                target,
                 capacity,
                 hard,
                 inflight: 0,
@@ -360,38 +357,22 @@ impl Router {
         self.dispatch(&mut st);
     }
 
-    /// Removes a local container's dispenser (stopping or gone); its in-flight requests finish.
-    pub fn remove_local(&self, container_id: &str) {
-        let mut st = self.lock();
-        st.dispensers
-            .retain(|d| !(d.target.is_local() && d.target.key() == container_id));
+    /// Adds or updates a local container's dispenser.
+    pub fn add_local(self: &Arc<Self>, c: Arc<LocalContainer>, capacity: usize, hard: bool) {
+        self.upsert(Target::Local(c), capacity, hard);
     }
 
     /// Sets the dispenser for a peer: room for `capacity` requests (its active instances ×
     /// their maxconcurrency).
     pub fn set_remote(self: &Arc<Self>, peer: &Arc<PeerLink>, capacity: usize, hard: bool) {
-        let mut st = self.lock();
-        match st
+        self.upsert(Target::Remote(peer.clone()), capacity, hard);
+    }
+
+    /// Removes a local container's dispenser (stopping or gone); its in-flight requests finish.
+    pub fn remove_local(&self, container_id: &str) {
+        self.lock()
             .dispensers
-            .iter_mut()
-            .find(|d| !d.target.is_local() && d.target.key() == peer.node_id)
-        {
-            Some(d) => {
-                d.capacity = capacity;
-                d.hard = hard;
-                d.target = Target::Remote(peer.clone());
-            }
-            None => {
-                st.dispensers.push(Dispenser {
-                    target: Target::Remote(peer.clone()),
-                    capacity,
-                    hard,
-                    inflight: 0,
-                });
-                st.placing = false;
-            }
-        }
-        self.dispatch(&mut st);
+            .retain(|d| !(d.target.is_local() && d.target.key() == container_id));
     }
 
     /// Removes a peer's dispenser (it stopped the component or left the cluster).

@@ -42,7 +42,7 @@ async fn exercise(db: &Db) {
     ));
     let got = db.get_component("p_web").await.unwrap().unwrap();
     assert_eq!((got.version, got.max_concurrency), (2, 2));
-    for n in ["p_a", "p_b", "q_c"] {
+    for n in ["p_a", "p_b", "q_c", "pxq"] {
         db.insert_component(&component(n)).await.unwrap();
     }
     let (page, next) = db
@@ -86,7 +86,7 @@ async fn exercise(db: &Db) {
     assert_eq!(projects[0].project_name, "p");
     assert_eq!(
         (projects[0].component_count, projects[0].event_source_count),
-        (4, 1)
+        (5, 1)
     );
 
     let status = NodeStatus {

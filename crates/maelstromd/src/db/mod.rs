@@ -184,13 +184,17 @@ impl Db {
     }
 
     /// Applies the migrations not yet applied, under a lock so that nodes starting together
-    /// do not race.
+    /// do not race: SQLite's write lock (`begin immediate`), PostgreSQL's advisory lock.
     pub async fn migrate(&self) -> DbResult<()> {
         match self {
             Db::Sqlite(pool) => {
                 let mut conn = pool.acquire().await?;
                 sqlx::query("begin immediate").execute(&mut *conn).await?;
-                let result = migrate_sqlite(&mut conn).await;
+                let result = apply_migrations!(
+                    &mut *conn,
+                    "select name from sqlite_master where type = 'table' and name = 'darwin_migrations'",
+                    sqlite
+                );
                 let end = if result.is_ok() { "commit" } else { "rollback" };
                 sqlx::query(end).execute(&mut *conn).await?;
                 result
@@ -200,7 +204,11 @@ impl Db {
                 sqlx::query("select pg_advisory_lock(735100)")
                     .execute(&mut *conn)
                     .await?;
-                let result = migrate_postgres(&mut conn).await;
+                let result = apply_migrations!(
+                    &mut *conn,
+                    "select table_name::text from information_schema.tables where table_name = 'darwin_migrations'",
+                    postgres
+                );
                 sqlx::query("select pg_advisory_unlock(735100)")
                     .execute(&mut *conn)
                     .await?;
@@ -215,92 +223,56 @@ impl Db {
     }
 }
 
-async fn migrate_sqlite(conn: &mut sqlx::SqliteConnection) -> DbResult<()> {
-    sqlx::query("create table if not exists mael_migrations (version int primary key, description text not null, appliedAt bigint not null)")
-        .execute(&mut *conn)
-        .await?;
-    let darwin: Vec<i32> = match sqlx::query_scalar(
-        "select name from sqlite_master where type = 'table' and name = 'darwin_migrations'",
-    )
-    .fetch_optional(&mut *conn)
-    .await?
-    {
-        Some::<String>(_) => {
-            sqlx::query_scalar("select cast(version as int) from darwin_migrations")
-                .fetch_all(&mut *conn)
+/// The migration steps on one connection: the log table, the original's `darwin_migrations`
+/// (whose versions count as applied), then each missing step with `$dialect`'s statements.
+/// A macro so that one body serves both connection types.
+macro_rules! apply_migrations {
+    ($conn:expr, $darwin_table:expr, $dialect:ident) => {
+        async {
+            let conn = $conn;
+            sqlx::query("create table if not exists mael_migrations (version int primary key, description text not null, appliedAt bigint not null)")
+                .execute(&mut *conn)
+                .await?;
+            let darwin: Vec<i32> = match sqlx::query_scalar::<_, String>($darwin_table)
+                .fetch_optional(&mut *conn)
                 .await?
-        }
-        None => Vec::new(),
-    };
-    let applied: Vec<i32> = sqlx::query_scalar("select version from mael_migrations")
-        .fetch_all(&mut *conn)
-        .await?;
-    for m in MIGRATIONS {
-        let v = m.version as i32;
-        if applied.contains(&v) {
-            continue;
-        }
-        if !darwin.contains(&v) {
-            for stmt in m.sqlite {
-                if let Err(e) = sqlx::query(*stmt).execute(&mut *conn).await {
-                    // A database made by an earlier, interrupted run may have the column.
-                    if !e.to_string().contains("duplicate column") {
-                        return Err(e.into());
+            {
+                Some(_) => sqlx::query_scalar("select cast(version as int) from darwin_migrations")
+                    .fetch_all(&mut *conn)
+                    .await?,
+                None => Vec::new(),
+            };
+            let applied: Vec<i32> = sqlx::query_scalar("select version from mael_migrations")
+                .fetch_all(&mut *conn)
+                .await?;
+            for m in MIGRATIONS {
+                let v = m.version as i32;
+                if applied.contains(&v) {
+                    continue;
+                }
+                if !darwin.contains(&v) {
+                    for stmt in m.$dialect {
+                        if let Err(e) = sqlx::query(*stmt).execute(&mut *conn).await {
+                            // A database left by an interrupted run may have the column.
+                            if !e.to_string().contains("duplicate column") {
+                                return Err(DbError::from(e));
+                            }
+                        }
                     }
                 }
+                sqlx::query("insert into mael_migrations (version, description, appliedAt) values ($1, $2, $3)")
+                    .bind(v)
+                    .bind(m.description)
+                    .bind(maelstromd_api::now_ms())
+                    .execute(&mut *conn)
+                    .await?;
             }
+            Ok(())
         }
-        sqlx::query(
-            "insert into mael_migrations (version, description, appliedAt) values ($1, $2, $3)",
-        )
-        .bind(m.version)
-        .bind(m.description)
-        .bind(maelstromd_api::now_ms())
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
-}
-
-async fn migrate_postgres(conn: &mut sqlx::PgConnection) -> DbResult<()> {
-    sqlx::query("create table if not exists mael_migrations (version int primary key, description text not null, appliedAt bigint not null)")
-        .execute(&mut *conn)
-        .await?;
-    let darwin: Vec<i32> = match sqlx::query_scalar::<_, String>(
-        "select table_name::text from information_schema.tables where table_name = 'darwin_migrations'",
-    )
-    .fetch_optional(&mut *conn)
-    .await?
-    {
-        Some(_) => sqlx::query_scalar("select cast(version as int) from darwin_migrations")
-            .fetch_all(&mut *conn)
-            .await?,
-        None => Vec::new(),
+        .await
     };
-    let applied: Vec<i32> = sqlx::query_scalar("select version from mael_migrations")
-        .fetch_all(&mut *conn)
-        .await?;
-    for m in MIGRATIONS {
-        let v = m.version as i32;
-        if applied.contains(&v) {
-            continue;
-        }
-        if !darwin.contains(&v) {
-            for stmt in m.postgres {
-                sqlx::query(*stmt).execute(&mut *conn).await?;
-            }
-        }
-        sqlx::query(
-            "insert into mael_migrations (version, description, appliedAt) values ($1, $2, $3)",
-        )
-        .bind(m.version as i32)
-        .bind(m.description)
-        .bind(maelstromd_api::now_ms())
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
 }
+use apply_migrations;
 
 #[cfg(test)]
 pub(crate) mod tests {
