@@ -27,6 +27,8 @@ const SCALE_DOWN_DELAY: Duration = Duration::from_secs(60);
 pub struct LoadBoard {
     reports: Mutex<HashMap<String, (Instant, ReportLoadInput)>>,
     last_scale_up: Mutex<HashMap<String, Instant>>,
+    /// Components whose plan is being applied; they are left alone until it ends.
+    busy: Mutex<std::collections::HashSet<String>>,
     /// Per component: the last 60 one-second samples of this node's load.
     samples: Mutex<HashMap<String, VecDeque<f64>>>,
 }
@@ -243,8 +245,14 @@ async fn evaluate(node: &Arc<Node>) {
     let limits = node.component_limits(&statuses).await;
     let mut working = statuses.clone();
     let mut plans: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-    for name in names {
-        let Some(component) = node.catalog.component(&name).await else {
+    let busy = node
+        .loads
+        .busy
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    for name in names.into_iter().filter(|n| !busy.contains(n)) {
+        let Ok(Some(component)) = node.catalog.component(&name).await else {
             continue;
         };
         let demand = demand_of(&name, &component, &statuses, &reports, node);
@@ -317,7 +325,25 @@ async fn evaluate(node: &Arc<Node>) {
             }
         }
     }
-    apply(node, &statuses, plans).await;
+    if plans.is_empty() {
+        return;
+    }
+    // Applying waits for containers to start or drain; evaluation (every 2 s), load reports
+    // and the lease renewal go on meanwhile.
+    let components: Vec<String> = plans.values().flat_map(|t| t.keys().cloned()).collect();
+    node.loads
+        .busy
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(components.iter().cloned());
+    let node = node.clone();
+    tokio::spawn(async move {
+        apply(&node, &statuses, plans).await;
+        let mut busy = node.loads.busy.lock().unwrap_or_else(|p| p.into_inner());
+        for c in &components {
+            busy.remove(c);
+        }
+    });
 }
 
 fn demand_of(
@@ -481,7 +507,7 @@ impl Node {
         names.dedup();
         let mut components = Vec::new();
         for n in names {
-            if let Some(c) = self.catalog.component(n).await {
+            if let Ok(Some(c)) = self.catalog.component(n).await {
                 components.push(c);
             }
         }

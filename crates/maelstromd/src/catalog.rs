@@ -84,9 +84,11 @@ impl Catalog {
         Ok(routes)
     }
 
-    /// A component, from the cache when fresh; `None` when it does not exist or the database
-    /// cannot be read.
-    pub async fn component(&self, name: &str) -> Option<Arc<Component>> {
+    /// A component, from the cache when fresh; `Ok(None)` when it does not exist.
+    pub async fn component(
+        &self,
+        name: &str,
+    ) -> Result<Option<Arc<Component>>, crate::db::DbError> {
         if let Some((at, c)) = self
             .components
             .lock()
@@ -94,29 +96,20 @@ impl Catalog {
             .get(name)
             && at.elapsed() < MAX_AGE
         {
-            return c.clone();
+            return Ok(c.clone());
         }
-        let c = self.component_fresh(name).await.map(Arc::new);
-        if c.is_some() {
-            self.store(name, c.clone());
-        }
-        c
+        let c = self.component_fresh(name).await?.map(Arc::new);
+        self.store(name, c.clone());
+        Ok(c)
     }
 
-    /// A component read from the database now.
-    pub async fn component_fresh(&self, name: &str) -> Option<Component> {
-        match self.db.get_component(name).await {
-            Ok(c) => {
-                if c.is_none() {
-                    self.store(name, None);
-                }
-                c
-            }
-            Err(e) => {
-                tracing::warn!(component = name, error = %e, "cannot read a component");
-                None
-            }
-        }
+    /// A component read from the database now. A database error is an error, never "absent":
+    /// callers must not mistake an outage for a removal.
+    pub async fn component_fresh(
+        &self,
+        name: &str,
+    ) -> Result<Option<Component>, crate::db::DbError> {
+        self.db.get_component(name).await
     }
 
     fn store(&self, name: &str, c: Option<Arc<Component>>) {

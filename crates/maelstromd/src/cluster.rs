@@ -174,6 +174,8 @@ pub async fn sync_dispensers(node: &Arc<Node>) {
             .catalog
             .component(&router.component)
             .await
+            .ok()
+            .flatten()
             .is_some_and(|c| c.soft_concurrency_limit);
         let mut present = Vec::new();
         for (link, status) in &view {
@@ -247,6 +249,10 @@ pub async fn run_membership(node: Arc<Node>) {
 
 /// Writes this node's status and sends it to every peer.
 pub async fn publish(node: &Arc<Node>) {
+    if node.draining() {
+        // Leaving deleted the row; a late write must not bring it back.
+        return;
+    }
     let status = node.status().await;
     if let Err(e) = node.db.put_node_status(&status).await {
         tracing::warn!(error = %e, "cannot write this node's status row");
@@ -295,6 +301,9 @@ pub fn notify_data_changed(node: &Arc<Node>, changes: Vec<DataChange>) {
 
 /// One membership round.
 pub async fn refresh(node: &Arc<Node>) {
+    if node.draining() {
+        return;
+    }
     let status = node.status().await;
     if let Err(e) = node.db.put_node_status(&status).await {
         tracing::warn!(error = %e, "cannot write this node's status row");

@@ -248,11 +248,6 @@ impl Containers {
     pub fn infos(&self) -> Vec<ComponentInfo> {
         self.all().iter().map(|c| c.info()).collect()
     }
-
-    /// Memory reserved by all containers, MiB.
-    pub fn reserved_mib(&self) -> i64 {
-        self.all().iter().map(|c| c.memory_mib).sum()
-    }
 }
 
 /// Adopts the containers a previous run of this node left: each running one whose component
@@ -268,7 +263,14 @@ pub async fn adopt(node: &Arc<Node>) -> HashMap<String, usize> {
         }
     };
     for oc in own {
-        let component = node.catalog.component_fresh(&oc.component).await;
+        let component = match node.catalog.component_fresh(&oc.component).await {
+            Ok(c) => c,
+            Err(e) => {
+                // Without the catalog we cannot judge it; leave it for the next start.
+                tracing::warn!(container = %short(&oc.id), error = %e, "cannot read its component; container left alone");
+                continue;
+            }
+        };
         let reason = match &component {
             _ if !oc.running => Some("not running"),
             None => Some("its component was removed"),
@@ -301,7 +303,7 @@ pub async fn adopt(node: &Arc<Node>) -> HashMap<String, usize> {
             ComponentStatus::Starting,
             now_ms(),
         );
-        if crate::converger::wait_healthy(&c, &component, window)
+        if crate::converger::wait_healthy(&c, &component, window, || true)
             .await
             .is_err()
         {

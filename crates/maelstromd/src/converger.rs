@@ -98,6 +98,13 @@ impl Convergers {
             *c.failures.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         }
     }
+
+    /// A container of `component` has stayed healthy for a while: restarts need no back-off.
+    pub fn note_stable(&self, component: &str) {
+        if let Some(c) = self.get(component) {
+            *c.failures.lock().unwrap_or_else(|p| p.into_inner()) = 0;
+        }
+    }
 }
 
 impl Converger {
@@ -135,14 +142,28 @@ impl Converger {
     }
 }
 
+/// Answers every waiter with an error when the converger's task ends, however it ends
+/// (shutdown, or a panic), so no `StartStopComponents` call waits forever.
+struct Exit(Arc<Converger>);
+
+impl Drop for Exit {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .done
+            .send_replace((u64::MAX, Err("the converger stopped".into())));
+    }
+}
+
 async fn run(node: Arc<Node>, conv: Arc<Converger>) {
+    let _exit = Exit(conv.clone());
     let mut retry_after: Option<Duration> = None;
     loop {
         let tick = retry_after.unwrap_or(Duration::from_secs(60));
         tokio::select! {
             _ = conv.wake.notified() => {}
             _ = tokio::time::sleep(tick) => {}
-            _ = node.shutdown.cancelled() => return,
+            _ = node.finished.cancelled() => return,
         }
         let (count, generation) = {
             let t = conv.target.lock().unwrap_or_else(|p| p.into_inner());
@@ -152,17 +173,20 @@ async fn run(node: Arc<Node>, conv: Arc<Converger>) {
         retry_after = match &result {
             Ok(()) => None,
             Err(e) => {
-                tracing::warn!(component = %conv.component, error = %e, "converging failed; will retry");
-                Some(backoff(&conv))
+                tracing::warn!(component = %conv.component, error = %e, "converging failed");
+                conv.backoff()
             }
         };
         let _ = conv.done.send_replace((generation, result));
     }
 }
 
-fn backoff(conv: &Converger) -> Duration {
-    let n = *conv.failures.lock().unwrap_or_else(|p| p.into_inner());
-    Duration::from_secs(1u64 << n.min(6).saturating_sub(1)).min(Duration::from_secs(60))
+impl Converger {
+    /// The wait before the next start: none without failures, then 1, 2, 4 … 60 s.
+    fn backoff(&self) -> Option<Duration> {
+        let n = *self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        (n > 0).then(|| Duration::from_secs(1u64 << (n - 1).min(6)).min(Duration::from_secs(60)))
+    }
 }
 
 enum Step {
@@ -172,10 +196,18 @@ enum Step {
 
 /// One plan: stop what must go, start what is missing, in the component's restart order.
 async fn converge_once(node: &Arc<Node>, conv: &Converger, count: usize) -> Result<(), String> {
-    let component = node.catalog.component_fresh(&conv.component).await;
+    let component = node
+        .catalog
+        .component_fresh(&conv.component)
+        .await
+        .map_err(|e| format!("cannot read the component: {e}"))?;
     let (version, count) = match &component {
         Some(c) => (c.version, count),
-        None => (-1, 0),
+        None => {
+            // Removed: nothing of it may run here any more.
+            conv.target.lock().unwrap_or_else(|p| p.into_inner()).count = 0;
+            (-1, 0)
+        }
     };
     let mut stops = Vec::new();
     let mut keep = Vec::new();
@@ -227,39 +259,84 @@ async fn converge_once(node: &Arc<Node>, conv: &Converger, count: usize) -> Resu
         stop_turn = !stop_turn;
     }
     if starts > 0 {
-        ensure_image(node, &component).await?;
+        // Restarts after deaths or failed starts back off, 1 s doubling to 60 s (spec §12.1).
+        if let Some(delay) = conv.backoff() {
+            tracing::info!(component = %conv.component, secs = delay.as_secs(), "backing off before starting");
+            tokio::time::sleep(delay).await;
+        }
+        if let Err(e) = pull_if_needed(node, &component).await {
+            give_up_starts(node, conv);
+            return Err(e);
+        }
     }
     for step in plan {
         match step {
             Step::Stop(c, reason) => stop_container(node, &c, &reason).await,
             Step::Start => {
                 if let Err(e) = start_container(node, &component).await {
-                    *conv.failures.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+                    give_up_starts(node, conv);
                     return Err(e);
                 }
-                *conv.failures.lock().unwrap_or_else(|p| p.into_inner()) = 0;
             }
         }
     }
     Ok(())
 }
 
-/// Pulls the image when the pull policy says so (spec §12.6); a failed pull fails the start.
-async fn ensure_image(node: &Arc<Node>, component: &Component) -> Result<(), String> {
+/// A start failed: count it for the back-off and lower the target to what runs, so that the
+/// node does not report a start that will not happen. Whoever needs the instance (a cold
+/// start, the autoscaler for `mininstances`) asks again.
+fn give_up_starts(node: &Node, conv: &Converger) {
+    *conv.failures.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+    let running = node
+        .containers
+        .of(&conv.component)
+        .iter()
+        .filter(|c| c.status() != ComponentStatus::Stopping)
+        .count();
+    conv.target.lock().unwrap_or_else(|p| p.into_inner()).count = running;
+}
+
+/// Pulls the image when the pull policy says so (spec §12.6): always with
+/// `pullimageonstart`, when the image is absent, and once per component version with
+/// `pullimageonput`. A failed pull fails the start, unless the image is present anyway.
+pub async fn pull_if_needed(node: &Arc<Node>, component: &Component) -> Result<(), String> {
     let d = component.docker();
     let present = node
         .engine
         .image_present(&d.image)
         .await
         .map_err(|e| e.to_string())?;
-    if present && !d.pull_image_on_start {
+    let version = (component.name.clone(), component.version);
+    let pulled_for_put = node
+        .pulled_versions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&version);
+    let wanted = !present || d.pull_image_on_start || (d.pull_image_on_put && !pulled_for_put);
+    if !wanted {
         return Ok(());
     }
+    let result = pull(node, component, present).await;
+    if result.is_ok() {
+        node.pulled_versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(version);
+    }
+    result
+}
+
+async fn pull(node: &Arc<Node>, component: &Component, present: bool) -> Result<(), String> {
+    let d = component.docker();
     if !d.pull_command.is_empty() {
         let cmd = d.pull_command.replace("<image>", &d.image);
         let parts: Vec<&str> = cmd.split_whitespace().collect();
-        let out = tokio::process::Command::new(parts[0])
-            .args(&parts[1..])
+        let Some((program, args)) = parts.split_first() else {
+            return Err("pullcommand is empty".into());
+        };
+        let out = tokio::process::Command::new(program)
+            .args(args)
             .output()
             .await
             .map_err(|e| format!("pullcommand '{cmd}' could not run: {e}"))?;
@@ -329,7 +406,7 @@ async fn start_container(node: &Arc<Node>, component: &Component) -> Result<(), 
                 &node.id,
                 window + Duration::from_secs(1),
                 Duration::from_secs(5),
-                window * 3,
+                window.saturating_mul(3),
             )
             .await?;
     }
@@ -377,7 +454,8 @@ async fn start_and_check(
     );
     node.containers.insert(c.clone());
     node.status_changed();
-    if let Err(e) = wait_healthy(&c, component, window).await {
+    if let Err(e) = wait_healthy(&c, component, window, || node.containers.get(&id).is_some()).await
+    {
         let logs = tail_logs(node, &id).await;
         node.containers.remove(&id);
         node.engine.force_remove(&id).await;
@@ -425,11 +503,13 @@ async fn tail_logs(node: &Node, id: &str) -> String {
 }
 
 /// Polls the health-check path every 50 ms until it answers 200 or `window` passes (spec
-/// §12.4); a component whose start check is disabled passes at once.
+/// §12.4), and gives up at once when `alive` says the container is gone; a component whose
+/// start check is disabled passes at once.
 pub async fn wait_healthy(
     c: &LocalContainer,
     component: &Component,
     window: Duration,
+    alive: impl Fn() -> bool,
 ) -> Result<(), String> {
     let d = component.docker();
     if d.start_health_check_seconds().is_none() {
@@ -439,6 +519,9 @@ pub async fn wait_healthy(
     let deadline = Instant::now() + window;
     let mut last = String::from("no answer");
     while Instant::now() < deadline {
+        if !alive() {
+            return Err("the container exited before its health check passed".into());
+        }
         match crate::gateway::proxy::get_status(c.clients.get(), &url, Duration::from_secs(2)).await
         {
             Ok(200) => return Ok(()),
@@ -464,10 +547,11 @@ pub fn spawn_health_monitor(node: &Arc<Node>, c: Arc<LocalContainer>, component:
         let period = Duration::from_secs(d.health_check_seconds());
         let url = format!("{}{}", c.base_url, d.health_check_path());
         let mut failures = 0;
+        let mut stable = false;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}
-                _ = node.shutdown.cancelled() => return,
+                _ = node.finished.cancelled() => return,
             }
             if node.containers.get(&c.id).is_none() || c.status() == ComponentStatus::Stopping {
                 return;
@@ -477,6 +561,10 @@ pub fn spawn_health_monitor(node: &Arc<Node>, c: Arc<LocalContainer>, component:
             {
                 Ok(200) => {
                     failures = 0;
+                    if !stable && maelstromd_api::now_ms() - c.started_at > 60_000 {
+                        stable = true;
+                        node.convergers.note_stable(&c.component);
+                    }
                     continue;
                 }
                 other => {
@@ -542,7 +630,7 @@ pub async fn container_died(node: &Arc<Node>, id: &str) {
 /// An image was re-tagged: containers of components using it restart (spec §12.1).
 pub async fn image_tagged(node: &Arc<Node>, reference: &str) {
     for c in node.containers.all() {
-        let Some(component) = node.catalog.component(&c.component).await else {
+        let Ok(Some(component)) = node.catalog.component(&c.component).await else {
             continue;
         };
         if crate::docker::normalise_image(&component.docker().image) == reference

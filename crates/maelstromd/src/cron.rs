@@ -164,13 +164,18 @@ fn schedule_job(
     };
     let node = node.clone();
     Some(async move {
+        // Each firing is computed from the previous one, so a clock stepping back never
+        // repeats a firing.
+        let mut after = Timestamp::now();
         loop {
-            let now = Timestamp::now();
-            let Some(next) = schedule.next_after(now) else {
+            let Some(next) = schedule.next_after(after) else {
                 return;
             };
-            let wait = next.duration_since(now).unsigned_abs();
-            tokio::time::sleep(wait).await;
+            let wait = next.duration_since(Timestamp::now());
+            if wait.is_positive() {
+                tokio::time::sleep(wait.unsigned_abs()).await;
+            }
+            after = next;
             // Each firing runs on its own, so a slow run never delays the next one.
             let (node, es) = (node.clone(), es.clone());
             tokio::spawn(async move { fire(&node, &es).await });

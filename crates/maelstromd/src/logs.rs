@@ -144,8 +144,14 @@ async fn follow(
     since: i64,
     tx: mpsc::Sender<Bytes>,
 ) {
-    let mut logs = node.engine.logs(&id, since);
-    while let Some(Ok(chunk)) = logs.next().await {
+    let mut logs = Box::pin(node.engine.logs(&id, since));
+    loop {
+        // A quiet container must not keep its log stream open after the client left.
+        let chunk = tokio::select! {
+            c = logs.next() => c,
+            _ = tx.closed() => return,
+        };
+        let Some(Ok(chunk)) = chunk else { return };
         let stream = match &chunk {
             bollard::container::LogOutput::StdErr { .. } => "stderr",
             _ => "stdout",
@@ -187,7 +193,11 @@ async fn relay_peer(
     let mut body = resp.into_body();
     let mut buf = Vec::new();
     loop {
-        match body.frame().await {
+        let frame = tokio::select! {
+            f = body.frame() => f,
+            _ = tx.closed() => return "the client left".into(),
+        };
+        match frame {
             None => return "the peer closed it".into(),
             Some(Err(e)) => return e.to_string(),
             Some(Ok(frame)) => {

@@ -74,8 +74,12 @@ pub struct Node {
     pub loads: LoadBoard,
     /// The private API's axum router (it holds the node, so it is set right after creation).
     pub api: std::sync::OnceLock<axum::Router>,
-    /// Stops background loops.
+    /// Stops the background loops that shutdown ends first: cron, autoscaling, membership,
+    /// Docker events, activity buckets.
     pub shutdown: CancellationToken,
+    /// Cancelled at the very end of shutdown: convergers, health checks and cold starts keep
+    /// working while requests drain.
+    pub finished: CancellationToken,
     /// Stops the listeners' accept loops.
     pub stop_accepting: CancellationToken,
     /// Serialises `StartStopComponents` version checks.
@@ -91,6 +95,8 @@ pub struct Node {
     cold_starts: Mutex<VecDeque<ColdStart>>,
     engine_memory_mib: Option<i64>,
     shutdown_requested: Notify,
+    /// `(component, version)` pairs whose image this node pulled (`pullimageonput`).
+    pub pulled_versions: Mutex<std::collections::HashSet<(String, i64)>>,
     /// The proxy workers serving the listeners' connections.
     workers: std::sync::OnceLock<Arc<gateway::Workers>>,
 }
@@ -268,6 +274,7 @@ impl Node {
             metrics: Metrics::new(),
             loads: LoadBoard::default(),
             shutdown: CancellationToken::new(),
+            finished: CancellationToken::new(),
             stop_accepting: CancellationToken::new(),
             start_stop_lock: tokio::sync::Mutex::new(()),
             cron_reload: Notify::new(),
@@ -281,6 +288,7 @@ impl Node {
             engine_memory_mib,
             shutdown_requested: Notify::new(),
             workers: std::sync::OnceLock::new(),
+            pulled_versions: Mutex::new(std::collections::HashSet::new()),
             cfg,
         });
         let _ = node.api.set(crate::api::router(node.clone()));
@@ -350,7 +358,7 @@ impl Node {
             return r.clone();
         }
         let max_queue = match self.catalog.component(component).await {
-            Some(c) if c.max_queued_requests > 0 => c.max_queued_requests as usize,
+            Ok(Some(c)) if c.max_queued_requests > 0 => c.max_queued_requests as usize,
             _ => self.cfg.queue_max_per_component,
         };
         let created = {
@@ -409,7 +417,7 @@ impl Node {
             load_avg1m: l1,
             load_avg5m: l5,
             load_avg15m: l15,
-            running_components: self.containers.infos(),
+            running_components: self.components_info().await,
             recent_cold_starts: self
                 .cold_starts
                 .lock()
@@ -418,6 +426,38 @@ impl Node {
                 .cloned()
                 .collect(),
         }
+    }
+
+    /// Every container, plus one `starting` entry per start a converger has planned but not
+    /// begun, so placement and autoscaling elsewhere count starts in progress (spec §9.3).
+    async fn components_info(&self) -> Vec<maelstromd_api::model::ComponentInfo> {
+        use maelstromd_api::model::{ComponentInfo, ComponentStatus};
+        let mut infos = self.containers.infos();
+        for name in self.convergers.components() {
+            let target = self.convergers.target(&name);
+            let have = infos
+                .iter()
+                .filter(|i| i.component_name == name && i.status != ComponentStatus::Stopping)
+                .count();
+            if target <= have {
+                continue;
+            }
+            let Ok(Some(c)) = self.catalog.component(&name).await else {
+                continue;
+            };
+            for _ in have..target {
+                infos.push(ComponentInfo {
+                    component_name: name.clone(),
+                    component_version: c.version,
+                    status: ComponentStatus::Starting,
+                    max_concurrency: c.max_concurrency() as i64,
+                    memory_reserved_mib: c.docker().reserve_memory_mib(),
+                    start_time: now_ms(),
+                    ..Default::default()
+                });
+            }
+        }
+        infos
     }
 
     /// This node's status and every peer's.
@@ -499,10 +539,13 @@ impl Node {
                 }
                 self.convergers.wake(&c.name);
                 if c.docker().pull_image_on_put {
-                    let (node, image) = (self.clone(), c.docker().image.clone());
+                    // The broadcast copy has no password: pull with the stored component.
+                    let (node, name) = (self.clone(), c.name.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = node.engine.pull(&image, "", "").await {
-                            tracing::warn!(image = %image, error = %e, "pullimageonput failed");
+                        if let Ok(Some(c)) = node.catalog.component_fresh(&name).await
+                            && let Err(e) = crate::converger::pull_if_needed(&node, &c).await
+                        {
+                            tracing::warn!(component = %name, error = %e, "pullimageonput failed");
                         }
                     });
                 }
@@ -624,6 +667,7 @@ impl Node {
         while open() > 0 && Instant::now() < closing_until && !hurry.is_cancelled() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        self.finished.cancel();
         let _ = self.db.release_all_roles(&self.id).await;
         self.db.close().await;
         tracing::info!("maelstromd stopped");
@@ -735,7 +779,7 @@ async fn placement_driver(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<Strin
     loop {
         let name = tokio::select! {
             n = rx.recv() => match n { Some(n) => n, None => return },
-            _ = node.shutdown.cancelled() => return,
+            _ = node.finished.cancelled() => return,
         };
         let node = node.clone();
         tokio::spawn(async move { cold_start(&node, &name).await });
@@ -750,6 +794,8 @@ async fn cold_start(node: &Arc<Node>, name: &str) {
         .catalog
         .component(name)
         .await
+        .ok()
+        .flatten()
         .and_then(|c| c.docker().start_health_check_seconds())
         .unwrap_or(30)
         .max(1);

@@ -73,17 +73,28 @@ async fn place_as_holder(node: &Arc<Node>, name: &str) -> Result<NodeStatus, Rpc
     let component = node
         .catalog
         .component_fresh(name)
-        .await
+        .await?
         .ok_or_else(|| RpcError::not_found(format!("No Component found with name: {name}")))?;
     let required = component.docker().reserve_memory_mib();
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut last_error = String::new();
     while Instant::now() < deadline {
-        // The view may lag a broadcast by a few milliseconds; a cold start asks every peer.
-        refresh_peers(node).await;
-        let statuses = node.all_statuses().await;
+        // Hold the lease for as long as this placement runs (it may outlast one TTL).
+        if let LockOutcome::HeldBy(other) = node.acquire_role(ROLE, Duration::from_secs(60)).await?
+        {
+            return Err(RpcError::misc(format!(
+                "placement of {name}: the placement role moved to node {other}"
+            )));
+        }
+        // The view may lag a broadcast, or name a node that died: decide on statuses asked
+        // now, from the peers that answered.
+        let mut statuses = vec![node.status().await];
+        statuses.extend(refresh_peers(node).await);
         if let Some(s) = statuses.iter().find(|s| runs(s, name)) {
             return Ok(s.clone());
+        }
+        if node.draining() {
+            statuses.retain(|s| s.node_id != node.id);
         }
         if !statuses.iter().any(|s| s.total_memory_mib > required) {
             return Err(RpcError::misc(format!(
@@ -178,8 +189,9 @@ fn runs(s: &NodeStatus, name: &str) -> bool {
         .any(|c| c.component_name == name && c.status != ComponentStatus::Stopping)
 }
 
-/// Asks every peer for its status now (2 s limit each) and takes the answers into the view.
-async fn refresh_peers(node: &Arc<Node>) {
+/// Asks every peer for its status now (2 s limit each), takes the answers into the view and
+/// answers them.
+async fn refresh_peers(node: &Arc<Node>) -> Vec<NodeStatus> {
     let asks = node.cluster.links().into_iter().map(|link| async move {
         let client = link.rpc.clone().with_timeout(Duration::from_secs(2));
         client
@@ -188,13 +200,15 @@ async fn refresh_peers(node: &Arc<Node>) {
             .ok()
             .map(|o| o.status)
     });
-    for status in futures_util::future::join_all(asks)
+    let answers: Vec<NodeStatus> = futures_util::future::join_all(asks)
         .await
         .into_iter()
         .flatten()
-    {
-        node.cluster.accept(&node.id, status);
+        .collect();
+    for status in &answers {
+        node.cluster.accept(&node.id, status.clone());
     }
+    answers
 }
 
 /// A node's status, asked now (this node's computed locally).

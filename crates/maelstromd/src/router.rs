@@ -9,6 +9,7 @@
 use crate::cluster::PeerLink;
 use crate::containers::LocalContainer;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
@@ -43,15 +44,27 @@ struct Dispenser {
     /// Requests it may carry at once; with `hard == false` only a load measure.
     capacity: usize,
     hard: bool,
-    inflight: usize,
+    /// Requests on it now. Each slot holds this counter, so a slot granted by a dispenser that
+    /// was since removed and re-added never frees a place on the new one.
+    inflight: Arc<AtomicUsize>,
 }
 
 impl Dispenser {
+    fn load(&self) -> usize {
+        self.inflight.load(Ordering::Relaxed)
+    }
     fn has_room(&self) -> bool {
-        !self.hard || self.inflight < self.capacity
+        !self.hard || self.load() < self.capacity
     }
     fn ratio(&self) -> f64 {
-        self.inflight as f64 / self.capacity.max(1) as f64
+        self.load() as f64 / self.capacity.max(1) as f64
+    }
+    /// Whether requests with these constraints could ever use it (room aside).
+    fn usable_by(&self, adm: &Admission) -> bool {
+        match &self.target {
+            Target::Local(_) => true,
+            Target::Remote(p) => !adm.exclude.iter().any(|n| n == &p.node_id),
+        }
     }
 }
 
@@ -90,6 +103,8 @@ struct State {
     /// A placement for this component is under way from this node.
     placing: bool,
     local_inflight: usize,
+    /// Slots granted and not yet released, on any dispenser (removed ones included).
+    inflight: usize,
     /// ∫ (local in-flight + queued) dt since `sample_since`, for the load signal.
     area: f64,
     area_since: Instant,
@@ -187,6 +202,7 @@ impl Router {
                 max_queue: max_queue.max(1),
                 placing: false,
                 local_inflight: 0,
+                inflight: 0,
                 area: 0.0,
                 area_since: Instant::now(),
                 sample_since: Instant::now(),
@@ -233,7 +249,8 @@ impl Router {
                 tx,
                 admission: adm.clone(),
             });
-            let ask = st.dispensers.is_empty() && !st.placing;
+            // No dispenser this request could ever use: a placement must find one.
+            let ask = !st.placing && !st.dispensers.iter().any(|d| d.usable_by(&adm));
             if ask {
                 st.placing = true;
             }
@@ -265,9 +282,10 @@ impl Router {
 
     fn grant(self: &Arc<Self>, st: &mut State, i: usize, now: Instant) -> Slot {
         st.integrate(now);
-        let d = &mut st.dispensers[i];
-        d.inflight += 1;
-        let target = d.target.clone();
+        let d = &st.dispensers[i];
+        d.inflight.fetch_add(1, Ordering::Relaxed);
+        let (target, counter) = (d.target.clone(), d.inflight.clone());
+        st.inflight += 1;
         if let Target::Local(c) = &target {
             c.begin_request(crate::epoch_ms_at(now));
             st.local_inflight += 1;
@@ -275,6 +293,7 @@ impl Router {
         Slot {
             router: self.clone(),
             target,
+            counter,
             started: now,
             armed: true,
         }
@@ -304,32 +323,30 @@ impl Router {
                 // The request went away between queueing and now: undo in place (the lock
                 // is held, so the slot must not release itself).
                 slot.armed = false;
-                self.undo(st, &slot.target);
+                self.undo(st, &slot);
             }
         }
     }
 
-    fn undo(&self, st: &mut State, target: &Target) {
+    fn undo(&self, st: &mut State, slot: &Slot) {
         st.integrate(Instant::now());
-        if let Some(d) = st.dispensers.iter_mut().find(|d| d.target.same(target)) {
-            d.inflight = d.inflight.saturating_sub(1);
-        }
-        if let Target::Local(c) = target {
+        slot.counter.fetch_sub(1, Ordering::Relaxed);
+        st.inflight = st.inflight.saturating_sub(1);
+        if let Target::Local(c) = &slot.target {
             st.local_inflight = st.local_inflight.saturating_sub(1);
             c.end_request(None);
         }
     }
 
-    fn release(self: &Arc<Self>, target: &Target, started: Instant) {
+    fn release(self: &Arc<Self>, slot: &Slot) {
         let now = Instant::now();
-        let elapsed = now.duration_since(started);
+        let elapsed = now.duration_since(slot.started);
         let mut st = self.lock();
         st.avg_duration = 0.9 * st.avg_duration + 0.1 * elapsed.as_secs_f64();
         st.integrate(now);
-        if let Some(d) = st.dispensers.iter_mut().find(|d| d.target.same(target)) {
-            d.inflight = d.inflight.saturating_sub(1);
-        }
-        if let Target::Local(c) = target {
+        slot.counter.fetch_sub(1, Ordering::Relaxed);
+        st.inflight = st.inflight.saturating_sub(1);
+        if let Target::Local(c) = &slot.target {
             st.local_inflight = st.local_inflight.saturating_sub(1);
             c.end_request(Some((elapsed, crate::epoch_ms_at(now))));
         }
@@ -350,7 +367,7 @@ impl Router {
                 target,
                 capacity,
                 hard,
-                inflight: 0,
+                inflight: Arc::new(AtomicUsize::new(0)),
             }),
         }
         st.placing = false;
@@ -370,16 +387,27 @@ impl Router {
 
     /// Removes a local container's dispenser (stopping or gone); its in-flight requests finish.
     pub fn remove_local(&self, container_id: &str) {
-        self.lock()
-            .dispensers
-            .retain(|d| !(d.target.is_local() && d.target.key() == container_id));
+        self.remove(|t| t.is_local() && t.key() == container_id);
     }
 
     /// Removes a peer's dispenser (it stopped the component or left the cluster).
     pub fn remove_remote(&self, node_id: &str) {
-        self.lock()
-            .dispensers
-            .retain(|d| d.target.is_local() || d.target.key() != node_id);
+        self.remove(|t| !t.is_local() && t.key() == node_id);
+    }
+
+    /// Removes dispensers; when the waiting requests are left with none they could use, asks
+    /// for a placement (the router is pending again, spec §8.4).
+    fn remove(&self, gone: impl Fn(&Target) -> bool) {
+        let mut st = self.lock();
+        st.dispensers.retain(|d| !gone(&d.target));
+        let stranded = st
+            .queue
+            .iter()
+            .any(|w| !st.dispensers.iter().any(|d| d.usable_by(&w.admission)));
+        if stranded && !st.placing {
+            st.placing = true;
+            let _ = self.placement.send(self.component.clone());
+        }
     }
 
     /// Node ids of peers with a dispenser here.
@@ -396,7 +424,10 @@ impl Router {
     /// dispenser (so the caller should try again).
     pub fn placement_finished(&self) -> bool {
         let mut st = self.lock();
-        let again = st.dispensers.is_empty() && !st.queue.is_empty();
+        let again = st
+            .queue
+            .iter()
+            .any(|w| !st.dispensers.iter().any(|d| d.usable_by(&w.admission)));
         st.placing = again;
         again
     }
@@ -421,7 +452,7 @@ impl Router {
         RouterSnapshot {
             queued: st.queue.len(),
             local_inflight: st.local_inflight,
-            inflight: st.dispensers.iter().map(|d| d.inflight).sum(),
+            inflight: st.inflight,
             local_dispensers: st.dispensers.iter().filter(|d| d.target.is_local()).count(),
             dispensers: st.dispensers.len(),
             saturated: !st.dispensers.is_empty() && st.dispensers.iter().all(|d| !d.has_room()),
@@ -474,6 +505,7 @@ impl Drop for QueueGuard {
 pub struct Slot {
     router: Arc<Router>,
     target: Target,
+    counter: Arc<AtomicUsize>,
     started: Instant,
     armed: bool,
 }
@@ -483,16 +515,12 @@ impl Slot {
     pub fn target(&self) -> &Target {
         &self.target
     }
-    /// The router it came from.
-    pub fn router(&self) -> &Arc<Router> {
-        &self.router
-    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         if self.armed {
-            self.router.release(&self.target, self.started);
+            self.router.release(self);
         }
     }
 }
@@ -591,6 +619,44 @@ mod tests {
         let slot = r.acquire(adm).await.unwrap();
         assert!(started.elapsed() >= Duration::from_millis(90));
         assert!(!slot.target().is_local());
+    }
+
+    #[tokio::test]
+    async fn losing_the_last_dispenser_with_requests_waiting_asks_for_a_placement() {
+        let (r, mut placements) = router(10);
+        let peer = PeerLink::for_tests("n2");
+        r.set_remote(&peer, 1, true);
+        let busy = r.acquire(Admission::default()).await.unwrap();
+        let r2 = r.clone();
+        let waiting = tokio::spawn(async move { r2.acquire(Admission::default()).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            placements.try_recv().is_err(),
+            "a dispenser exists: no placement yet"
+        );
+        r.remove_remote("n2");
+        assert_eq!(placements.recv().await.as_deref(), Some("p_c"));
+        r.add_local(container("a"), 1, true);
+        assert!(waiting.await.unwrap().is_ok());
+        drop(busy);
+    }
+
+    #[tokio::test]
+    async fn a_slot_of_a_removed_dispenser_never_frees_a_place_on_its_successor() {
+        let (r, _p) = router(10);
+        let peer = PeerLink::for_tests("n2");
+        r.set_remote(&peer, 1, true);
+        let old = r.acquire(Admission::default()).await.unwrap();
+        r.remove_remote("n2");
+        r.set_remote(&peer, 1, true);
+        let fresh = r.acquire(Admission::default()).await.unwrap();
+        drop(old);
+        // The successor is still full: a third request must wait.
+        let third =
+            tokio::time::timeout(Duration::from_millis(50), r.acquire(Admission::default())).await;
+        assert!(third.is_err(), "capacity 1 holds after the old slot ended");
+        drop(fresh);
+        assert_eq!(r.snapshot().inflight, 0);
     }
 
     #[tokio::test]

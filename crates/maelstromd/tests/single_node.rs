@@ -964,3 +964,20 @@ async fn json_rpc_envelopes_batches_the_idl_and_errors() {
         "still version 1: {comps}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_start_under_way_completes_during_shutdown() {
+    let mut d = Daemon::start(Opts::default()).await;
+    d.put_project(&yaml(
+        "name: t15\ncomponents:\n  slow:\n    image: {image}\n    environment: [STARTUP_DELAY_MS=1500]\n    eventsources:\n      slow_http:\n        http:\n          hostname: slowstart.test\n",
+    ));
+    let addr = d.public();
+    let waiting =
+        tokio::spawn(async move { request(&addr, "GET", "slowstart.test", "/", &[]).await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    unsafe { libc::kill(d.pid() as i32, libc::SIGTERM) };
+    let a = waiting.await.unwrap();
+    assert_eq!(a.status, 200, "the queued request was served: {}", a.body);
+    let status = d.wait(Duration::from_secs(30));
+    assert!(status.success());
+}

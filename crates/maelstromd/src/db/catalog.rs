@@ -53,7 +53,7 @@ impl Db {
     /// One component.
     pub async fn get_component(&self, name: &str) -> DbResult<Option<Component>> {
         let row = with_pool!(self, pool => {
-            sqlx::query("select json, version, modifiedAt from component where name = $1")
+            sqlx::query("select cast(json as text), version, modifiedAt from component where name = $1")
                 .bind(name)
                 .fetch_optional(pool)
                 .await?
@@ -67,7 +67,7 @@ impl Db {
     pub async fn list_components(&self, filter: &ListFilter) -> DbResult<(Vec<Component>, String)> {
         let rows = with_pool!(self, pool => {
             sqlx::query(
-                "select json, version, modifiedAt from component \
+                "select cast(json as text), version, modifiedAt from component \
                  where ($1 = '' or substr(name, 1, length($1)) = $1) and ($2 = '' or projectName = $2) \
                  order by name limit $3 offset $4",
             )
@@ -155,7 +155,7 @@ impl Db {
     /// One event source with its enabled flag.
     pub async fn get_event_source(&self, name: &str) -> DbResult<Option<EventSourceWithStatus>> {
         let row = with_pool!(self, pool => {
-            sqlx::query("select json, version, modifiedAt, enabled from eventsource where name = $1")
+            sqlx::query("select cast(json as text), version, modifiedAt, enabled from eventsource where name = $1")
                 .bind(name)
                 .fetch_optional(pool)
                 .await?
@@ -172,7 +172,7 @@ impl Db {
     ) -> DbResult<(Vec<EventSourceWithStatus>, String)> {
         let rows = with_pool!(self, pool => {
             sqlx::query(
-                "select json, version, modifiedAt, enabled from eventsource \
+                "select cast(json as text), version, modifiedAt, enabled from eventsource \
                  where ($1 = '' or substr(name, 1, length($1)) = $1) and ($2 = '' or componentName = $2) \
                  and ($3 = '' or projectName = $3) and ($4 = '' or type = $4) \
                  order by name limit $5 offset $6",
@@ -342,14 +342,14 @@ impl Db {
 
 fn component_row<R: Row>(r: &R) -> DbResult<Component>
 where
-    for<'a> Json<serde_json::Value>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> i32: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     usize: sqlx::ColumnIndex<R>,
 {
-    let Json(v): Json<serde_json::Value> = r.try_get(0)?;
+    let text: String = r.try_get(0)?;
     let mut c: Component =
-        serde_json::from_value(v).map_err(|e| DbError::Json("a component".into(), e))?;
+        serde_json::from_str(&text).map_err(|e| DbError::Json("a component".into(), e))?;
     c.version = r.try_get::<i32, _>(1)? as i64;
     c.modified_at = r.try_get(2)?;
     Ok(c)
@@ -357,15 +357,15 @@ where
 
 fn event_source_row<R: Row>(r: &R) -> DbResult<EventSourceWithStatus>
 where
-    for<'a> Json<serde_json::Value>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> i32: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> Option<i32>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     usize: sqlx::ColumnIndex<R>,
 {
-    let Json(v): Json<serde_json::Value> = r.try_get(0)?;
+    let text: String = r.try_get(0)?;
     let mut es: EventSource =
-        serde_json::from_value(v).map_err(|e| DbError::Json("an event source".into(), e))?;
+        serde_json::from_str(&text).map_err(|e| DbError::Json("an event source".into(), e))?;
     es.version = r.try_get::<i32, _>(1)? as i64;
     es.modified_at = r.try_get(2)?;
     let enabled: Option<i32> = r.try_get(3)?;

@@ -45,13 +45,13 @@ impl Db {
     /// Every status row.
     pub async fn list_node_status(&self) -> DbResult<Vec<NodeStatus>> {
         let rows = with_pool!(self, pool => {
-            sqlx::query("select json from nodestatus order by nodeId")
+            sqlx::query("select cast(json as text) from nodestatus order by nodeId")
                 .fetch_all(pool)
                 .await?
                 .iter()
                 .map(|r| {
-                    let Json(v): Json<serde_json::Value> = r.try_get(0)?;
-                    serde_json::from_value::<NodeStatus>(v)
+                    let text: String = r.try_get(0)?;
+                    serde_json::from_str::<NodeStatus>(&text)
                         .map_err(|e| DbError::Json("a node status".into(), e))
                 })
                 .collect::<DbResult<Vec<_>>>()?

@@ -3,9 +3,11 @@
 //! query be written once for both drivers.
 //!
 //! Queries use `$n` placeholders, which both drivers accept, and bind JSON documents as
-//! `Json<T>` (jsonb on PostgreSQL, text on SQLite). Integer columns declared `int` are decoded
-//! as `i32`, since PostgreSQL will not decode an int4 as i64. Columns are read by position:
-//! PostgreSQL folds the unquoted camelCase names to lower case, SQLite keeps them.
+//! `Json<T>` (jsonb on PostgreSQL, text on SQLite); they read them back as `cast(json as text)`,
+//! which also reads the blobs the original wrote into its `mediumblob` columns. Integer
+//! columns declared `int` are decoded as `i32`, since PostgreSQL will not decode an int4 as
+//! i64. Columns are read by position: PostgreSQL folds the unquoted camelCase names to lower
+//! case, SQLite keeps them.
 
 mod catalog;
 mod cluster;
@@ -311,12 +313,24 @@ pub(crate) mod tests {
         let Db::Sqlite(pool) = &db else {
             unreachable!()
         };
-        // What the original leaves: its tables and darwin's log of versions 1-6.
+        // What the original leaves: its tables (JSON in mediumblob columns, written as blobs)
+        // and darwin's log of versions 1-6.
         for m in &MIGRATIONS[..6] {
             for s in m.sqlite {
-                sqlx::query(*s).execute(pool).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(
+                    s.replace("json text", "json mediumblob"),
+                ))
+                .execute(pool)
+                .await
+                .unwrap();
             }
         }
+        let doc = br#"{"name":"old_web","projectName":"old","environment":[],"maxConcurrency":5,"version":3,"docker":{"image":"x","httpPort":80,"httpHealthCheckPath":"/"}}"#;
+        sqlx::query("insert into component values ('old_web', 'old', 3, 1, 2, $1)")
+            .bind(&doc[..])
+            .execute(pool)
+            .await
+            .unwrap();
         sqlx::query("create table darwin_migrations (id integer primary key, version real, description text)")
             .execute(pool)
             .await
@@ -334,5 +348,8 @@ pub(crate) mod tests {
             .await
             .unwrap();
         assert_eq!(n, 0);
+        let c = db.get_component("old_web").await.unwrap().unwrap();
+        assert_eq!((c.version, c.max_concurrency), (3, 5));
+        assert_eq!(db.update_component(&c).await.unwrap().version, 4);
     }
 }

@@ -88,7 +88,12 @@ impl Workers {
                             .timer(TokioTimer::new())
                             .header_read_timeout(node.cfg.http_read_timeout)
                             .keep_alive(true);
-                        while let Some(a) = rx.recv().await {
+                        loop {
+                            let accepted = tokio::select! {
+                                a = rx.recv() => a,
+                                _ = node.stop_accepting.cancelled() => None,
+                            };
+                            let Some(a) = accepted else { break };
                             serve_connection(&node, &builder, a, &open);
                         }
                         // Let connections finish their exchange before the runtime goes.
@@ -176,7 +181,8 @@ async fn handle(
     let is_health = req.method() == Method::GET
         && req.uri().path_and_query().map(|p| p.as_str()) == Some("/_mael_health_check");
     if is_health {
-        return Ok(if node.draining() && kind == Listener::Public {
+        // While draining, load balancers and peers stop sending here (spec §15 step 1).
+        return Ok(if node.draining() {
             text(StatusCode::SERVICE_UNAVAILABLE, "Draining")
         } else {
             text(StatusCode::OK, "OK")
@@ -287,9 +293,17 @@ pub async fn proxy_request(
             }
         }
     };
-    let Some(component) = node.catalog.component(&name).await else {
-        node.metrics.request("", 404, kind, began.elapsed());
-        return text(StatusCode::NOT_FOUND, "No component matches the request");
+    let component = match node.catalog.component(&name).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            node.metrics.request("", 404, kind, began.elapsed());
+            return text(StatusCode::NOT_FOUND, "No component matches the request");
+        }
+        Err(e) => {
+            tracing::error!(component = %name, error = %e, "cannot read the component");
+            node.metrics.request("", 500, kind, began.elapsed());
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "Server Error");
+        }
     };
     let timeout_text = format!("gateway: Timeout proxying component: {name}");
 
@@ -322,7 +336,7 @@ pub async fn proxy_request(
         None => Admission::default(),
     };
     if relay_path.is_none() {
-        forwarded_headers(node, &mut req, kind, client_ip);
+        forwarded_headers(node, &mut req, client_ip);
     }
     let path_and_query = match &route {
         Some(r) => resolve::forwarded_path(r, req.uri().path(), req.uri().query()),
@@ -427,14 +441,14 @@ pub async fn proxy_request(
                     // this request elsewhere when it never left here.
                     router.remove_remote(&peer);
                     drop(slot);
-                    let n = node.clone();
-                    tokio::spawn(async move { crate::cluster::peer_failed(&n, &peer).await });
+                    let (n, p) = (node.clone(), peer.clone());
+                    tokio::spawn(async move { crate::cluster::peer_failed(&n, &p).await });
                     if e.is_connect()
                         && replay.is_some()
                         && attempts < 3
                         && Instant::now() < deadline
                     {
-                        tracing::warn!(component = %name, peer = %hop_peer(&detail), error = %detail, "relay failed; sending the request elsewhere");
+                        tracing::warn!(component = %name, peer = %peer, error = %detail, "relay failed; sending the request elsewhere");
                         continue;
                     }
                 }
@@ -463,13 +477,12 @@ pub async fn proxy_request(
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
-        let body_deadline = (!streaming).then_some(timer);
-        return resp.map(|b| Tracked::new(b, slot, body_deadline).boxed_unsync());
+        if streaming {
+            let idle = node.cfg.http_idle_timeout;
+            return resp.map(|b| Tracked::streaming(b, slot, idle).boxed_unsync());
+        }
+        return resp.map(|b| Tracked::new(b, slot, timer).boxed_unsync());
     }
-}
-
-fn hop_peer(detail: &str) -> &str {
-    detail.split_whitespace().next().unwrap_or("")
 }
 
 fn remote_label(t: &Target) -> &str {
@@ -482,12 +495,7 @@ fn remote_label(t: &Target) -> &str {
 /// `X-Forwarded-For` gets the client's address appended; `X-Forwarded-Proto` and
 /// `X-Forwarded-Host` are set unless trusted from a load balancer (spec §3.g). Only the first
 /// hop does this.
-fn forwarded_headers(
-    node: &Node,
-    req: &mut Request<ProxyBody>,
-    kind: Listener,
-    client_ip: std::net::IpAddr,
-) {
+fn forwarded_headers(node: &Node, req: &mut Request<ProxyBody>, client_ip: std::net::IpAddr) {
     let headers = req.headers_mut();
     let xff = match headers
         .get(&names::X_FORWARDED_FOR)
@@ -508,5 +516,4 @@ fn forwarded_headers(
     {
         headers.insert(names::X_FORWARDED_HOST, host);
     }
-    let _ = kind;
 }

@@ -256,20 +256,33 @@ pub fn prepare(req: &mut Request<ProxyBody>, target: &Target, hop: &Hop<'_>) -> 
 }
 
 /// The response body handed to the client: streams the upstream body, keeps the router slot
-/// until the body ends or is dropped, and ends the exchange with an error at the deadline.
+/// until the body ends or is dropped, and ends the exchange with an error at the deadline —
+/// or, for event streams, after `idle` without a frame (spec §3.m).
 pub struct Tracked<B> {
     inner: B,
     slot: Option<Slot>,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
 }
 
 impl<B> Tracked<B> {
-    /// Wraps `inner`; `deadline` is the exchange's timer, `None` for event streams.
-    pub fn new(inner: B, slot: Slot, deadline: Option<Pin<Box<tokio::time::Sleep>>>) -> Self {
+    /// Wraps `inner` with the exchange's deadline timer.
+    pub fn new(inner: B, slot: Slot, deadline: Pin<Box<tokio::time::Sleep>>) -> Self {
         Tracked {
             inner,
             slot: Some(slot),
-            deadline,
+            deadline: Some(deadline),
+            idle: None,
+        }
+    }
+
+    /// Wraps an event stream: no deadline, but `idle` of silence ends it.
+    pub fn streaming(inner: B, slot: Slot, idle: Duration) -> Self {
+        Tracked {
+            inner,
+            slot: Some(slot),
+            deadline: None,
+            idle: Some((idle, Box::pin(tokio::time::sleep(idle)))),
         }
     }
 }
@@ -294,6 +307,12 @@ where
                 "deadline passed while streaming the response".into()
             )));
         }
+        if let Some((_, t)) = self.idle.as_mut()
+            && t.as_mut().poll(cx).is_ready()
+        {
+            self.slot = None;
+            return Poll::Ready(Some(Err("the stream was idle too long".into())));
+        }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(None) => {
                 self.slot = None;
@@ -303,7 +322,14 @@ where
                 self.slot = None;
                 Poll::Ready(Some(Err(e.into())))
             }
-            other => other.map(|o| o.map(|r| r.map_err(Into::into))),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some((d, t)) = self.idle.as_mut() {
+                    let d = *d;
+                    t.as_mut().reset(tokio::time::Instant::now() + d);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 

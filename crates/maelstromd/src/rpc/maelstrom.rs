@@ -232,6 +232,36 @@ fn validate_component(c: &Component, path: &str) -> Result<(), RpcError> {
             c.max_instances, c.min_instances
         )));
     }
+    // Bounds that keep times and counts meaningful (and arithmetic on them safe).
+    const YEAR: i64 = 365 * 86_400;
+    for (field, value, max) in [
+        ("maxDurationSeconds", c.max_duration_seconds, YEAR),
+        ("docker.idleTimeoutSeconds", d.idle_timeout_seconds, YEAR),
+        (
+            "docker.httpStartHealthCheckSeconds",
+            d.http_start_health_check_seconds,
+            86_400,
+        ),
+        (
+            "docker.httpHealthCheckSeconds",
+            d.http_health_check_seconds,
+            86_400,
+        ),
+        ("maxConcurrency", c.max_concurrency, 1_000_000),
+        ("maxQueuedRequests", c.max_queued_requests, 1_000_000),
+        ("docker.reserveMemoryMiB", d.reserve_memory_mib, 1 << 30),
+    ] {
+        if value > max {
+            return Err(RpcError::invalid(format!(
+                "{path}.{field} is {value}; the most allowed is {max}"
+            )));
+        }
+    }
+    if !d.pull_command.is_empty() && d.pull_command.trim().is_empty() {
+        return Err(RpcError::invalid(format!(
+            "{path}.docker.pullCommand is blank"
+        )));
+    }
     for u in &d.ulimits {
         crate::docker::parse_ulimit(u)
             .map_err(|m| RpcError::invalid(format!("{path}.docker.ulimits: {m}")))?;
