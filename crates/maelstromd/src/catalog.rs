@@ -7,7 +7,7 @@ use crate::db::Db;
 use crate::gateway::resolve::{Route, sort_routes};
 use maelstromd_api::model::Component;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 const MAX_AGE: Duration = Duration::from_secs(1);
@@ -20,7 +20,7 @@ pub struct Catalog {
     db: Db,
     routes: RwLock<Option<(Instant, Arc<Vec<Route>>)>>,
     refreshing: tokio::sync::Mutex<()>,
-    components: Mutex<HashMap<String, Cached>>,
+    components: RwLock<HashMap<String, Cached>>,
 }
 
 impl Catalog {
@@ -30,7 +30,7 @@ impl Catalog {
             db,
             routes: RwLock::new(None),
             refreshing: tokio::sync::Mutex::new(()),
-            components: Mutex::new(HashMap::new()),
+            components: RwLock::new(HashMap::new()),
         }
     }
 
@@ -38,20 +38,21 @@ impl Catalog {
     pub fn invalidate(&self) {
         *self.routes.write().unwrap_or_else(|p| p.into_inner()) = None;
         self.components
-            .lock()
+            .write()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
     }
 
-    /// The enabled HTTP routes in match order.
-    pub async fn routes(&self) -> Result<Arc<Vec<Route>>, crate::db::DbError> {
+    /// The enabled HTTP routes in match order, at most a second older than `now` (the
+    /// caller's clock reading, so the request path reads the clock once).
+    pub async fn routes(&self, now: Instant) -> Result<Arc<Vec<Route>>, crate::db::DbError> {
         let cached = self
             .routes
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         if let Some((at, routes)) = &cached
-            && at.elapsed() < MAX_AGE
+            && now.saturating_duration_since(*at) < MAX_AGE
         {
             return Ok(routes.clone());
         }
@@ -89,12 +90,21 @@ impl Catalog {
         &self,
         name: &str,
     ) -> Result<Option<Arc<Component>>, crate::db::DbError> {
+        self.component_at(name, Instant::now()).await
+    }
+
+    /// [`Catalog::component`], fresh as of the caller's clock reading `now`.
+    pub async fn component_at(
+        &self,
+        name: &str,
+        now: Instant,
+    ) -> Result<Option<Arc<Component>>, crate::db::DbError> {
         if let Some((at, c)) = self
             .components
-            .lock()
+            .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(name)
-            && at.elapsed() < MAX_AGE
+            && now.saturating_duration_since(*at) < MAX_AGE
         {
             return Ok(c.clone());
         }
@@ -114,7 +124,7 @@ impl Catalog {
 
     fn store(&self, name: &str, c: Option<Arc<Component>>) {
         self.components
-            .lock()
+            .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_string(), (Instant::now(), c));
     }

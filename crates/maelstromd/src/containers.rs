@@ -7,7 +7,7 @@ use crate::node::Node;
 use maelstromd_api::model::{Component, ComponentActivity, ComponentInfo, ComponentStatus};
 use maelstromd_api::now_ms;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -16,12 +16,10 @@ use tokio::sync::Notify;
 pub const BUCKET: Duration = Duration::from_secs(20);
 const BUCKETS_KEPT: usize = 10;
 
+/// The closed buckets; the open bucket's counters are atomics on the container, so the
+/// request path takes no lock for them.
 struct Activity {
-    last_request_ms: i64,
-    total: i64,
     buckets: VecDeque<ComponentActivity>,
-    cur_requests: i64,
-    cur_busy_secs: f64,
     bucket_started: Instant,
 }
 
@@ -53,6 +51,10 @@ pub struct LocalContainer {
     state: Mutex<Mutable>,
     inflight: AtomicUsize,
     idle: Notify,
+    last_request_ms: AtomicI64,
+    total_requests: AtomicI64,
+    bucket_requests: AtomicI64,
+    bucket_busy_us: AtomicU64,
 }
 
 impl LocalContainer {
@@ -78,16 +80,16 @@ impl LocalContainer {
                 status,
                 termination: None,
                 activity: Activity {
-                    last_request_ms,
-                    total: 0,
                     buckets: VecDeque::new(),
-                    cur_requests: 0,
-                    cur_busy_secs: 0.0,
                     bucket_started: Instant::now(),
                 },
             }),
             inflight: AtomicUsize::new(0),
             idle: Notify::new(),
+            last_request_ms: AtomicI64::new(last_request_ms),
+            total_requests: AtomicI64::new(0),
+            bucket_requests: AtomicI64::new(0),
+            bucket_busy_us: AtomicU64::new(0),
         })
     }
 
@@ -109,17 +111,17 @@ impl LocalContainer {
     /// A request was admitted to it at `now_ms`.
     pub fn begin_request(&self, now_ms: i64) {
         self.inflight.fetch_add(1, Ordering::SeqCst);
-        self.lock().activity.last_request_ms = now_ms;
+        self.last_request_ms.fetch_max(now_ms, Ordering::Relaxed);
     }
 
     /// A request ended after `(duration, at epoch ms)`; `None` when it never started.
     pub fn end_request(&self, finished: Option<(Duration, i64)>) {
         if let Some((d, at_ms)) = finished {
-            let mut st = self.lock();
-            st.activity.total += 1;
-            st.activity.cur_requests += 1;
-            st.activity.cur_busy_secs += d.as_secs_f64();
-            st.activity.last_request_ms = at_ms;
+            self.total_requests.fetch_add(1, Ordering::Relaxed);
+            self.bucket_requests.fetch_add(1, Ordering::Relaxed);
+            self.bucket_busy_us
+                .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+            self.last_request_ms.fetch_max(at_ms, Ordering::Relaxed);
         }
         if self.inflight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.idle.notify_waiters();
@@ -167,7 +169,7 @@ impl LocalContainer {
 
     /// Newest request, epoch ms.
     pub fn last_request_ms(&self) -> i64 {
-        self.lock().activity.last_request_ms
+        self.last_request_ms.load(Ordering::Relaxed)
     }
 
     /// Closes the current 20-second bucket (called every [`BUCKET`]).
@@ -175,13 +177,13 @@ impl LocalContainer {
         let mut st = self.lock();
         let a = &mut st.activity;
         let secs = a.bucket_started.elapsed().as_secs_f64().max(1e-3);
+        let requests = self.bucket_requests.swap(0, Ordering::Relaxed);
+        let busy = self.bucket_busy_us.swap(0, Ordering::Relaxed) as f64 / 1e6;
         a.buckets.push_front(ComponentActivity {
-            requests: a.cur_requests,
-            concurrency: a.cur_busy_secs / secs,
+            requests,
+            concurrency: busy / secs,
         });
         a.buckets.truncate(BUCKETS_KEPT);
-        a.cur_requests = 0;
-        a.cur_busy_secs = 0.0;
         a.bucket_started = Instant::now();
     }
 
@@ -195,8 +197,8 @@ impl LocalContainer {
             max_concurrency: self.max_concurrency as i64,
             memory_reserved_mib: self.memory_mib,
             start_time: self.started_at,
-            last_request_time: st.activity.last_request_ms,
-            total_requests: st.activity.total,
+            last_request_time: self.last_request_ms.load(Ordering::Relaxed),
+            total_requests: self.total_requests.load(Ordering::Relaxed),
             activity: st.activity.buckets.iter().cloned().collect(),
             container_id: self.id.clone(),
         }

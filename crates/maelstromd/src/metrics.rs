@@ -7,17 +7,84 @@ use crate::gateway::Listener;
 use crate::node::Node;
 use maelstromd_api::model::ComponentStatus;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets_range};
+use prometheus_client::metrics::histogram::exponential_buckets_range;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 type Labels = Vec<(&'static str, String)>;
 type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// A histogram whose observations take no lock: a counter per bucket and the sum in
+/// nanoseconds. prometheus-client's own histogram takes a mutex on every observation; two of
+/// them are observed on every proxied request, from every proxy worker.
+#[derive(Clone, Debug)]
+pub struct Histogram(Arc<HistogramInner>);
+
+#[derive(Debug)]
+struct HistogramInner {
+    bounds: Vec<f64>,
+    /// One per bound, plus the `+Inf` bucket; not cumulative.
+    counts: Vec<AtomicU64>,
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: impl IntoIterator<Item = f64>) -> Histogram {
+        let mut bounds: Vec<f64> = bounds.into_iter().filter(|b| b.is_finite()).collect();
+        bounds.push(f64::INFINITY);
+        let counts = bounds.iter().map(|_| AtomicU64::new(0)).collect();
+        Histogram(Arc::new(HistogramInner {
+            bounds,
+            counts,
+            sum_ns: AtomicU64::new(0),
+        }))
+    }
+
+    /// Records one value, in seconds.
+    pub fn observe(&self, secs: f64) {
+        let i = self
+            .0
+            .bounds
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(self.0.bounds.len() - 1);
+        self.0.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.0
+            .sum_ns
+            .fetch_add((secs.max(0.0) * 1e9) as u64, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for Histogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = self
+            .0
+            .bounds
+            .iter()
+            .zip(&self.0.counts)
+            .map(|(b, c)| (*b, c.load(Ordering::Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|b| b.1).sum();
+        let sum = self.0.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
 
 fn latency_histogram() -> Histogram {
     // 5 ms to 300 s.
@@ -29,7 +96,7 @@ fn latency_histogram() -> Histogram {
 pub struct ComponentMetrics {
     duration: Histogram,
     queue_wait: Histogram,
-    requests: std::sync::Mutex<Vec<(u16, Listener, Counter)>>,
+    requests: std::sync::RwLock<Vec<(u16, Listener, Counter)>>,
     family: Family<Labels, Counter>,
     component: String,
 }
@@ -37,24 +104,28 @@ pub struct ComponentMetrics {
 impl ComponentMetrics {
     /// One answered request.
     pub fn request(&self, code: u16, listener: Listener, elapsed: Duration) {
-        let counter = {
-            let mut cached = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-            match cached.iter().find(|(c, l, _)| *c == code && *l == listener) {
-                Some((_, _, counter)) => counter.clone(),
-                None => {
-                    let counter = self
-                        .family
-                        .get_or_create(&vec![
-                            ("component", self.component.clone()),
-                            ("code", code.to_string()),
-                            ("listener", listener.label().to_string()),
-                        ])
-                        .clone();
-                    cached.push((code, listener, counter.clone()));
-                    counter
-                }
-            }
-        };
+        let known = self
+            .requests
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(c, l, _)| *c == code && *l == listener)
+            .map(|(_, _, counter)| counter.clone());
+        let counter = known.unwrap_or_else(|| {
+            let counter = self
+                .family
+                .get_or_create(&vec![
+                    ("component", self.component.clone()),
+                    ("code", code.to_string()),
+                    ("listener", listener.label().to_string()),
+                ])
+                .clone();
+            self.requests
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((code, listener, counter.clone()));
+            counter
+        });
         counter.inc();
         self.duration.observe(elapsed.as_secs_f64());
     }
@@ -174,7 +245,7 @@ impl Metrics {
         std::sync::Arc::new(ComponentMetrics {
             duration: self.duration.get_or_create(&labels).clone(),
             queue_wait: self.queue_wait.get_or_create(&labels).clone(),
-            requests: std::sync::Mutex::new(Vec::new()),
+            requests: std::sync::RwLock::new(Vec::new()),
             family: self.requests.clone(),
             component: component.to_string(),
         })
@@ -294,7 +365,27 @@ mod tests {
             ),
             "{out}"
         );
-        assert!(out.contains("maelstrom_http_request_duration_seconds_bucket"));
+        assert!(
+            out.contains(r#"maelstrom_http_request_duration_seconds_count{component="p_web"} 1"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"maelstrom_http_request_duration_seconds_sum{component="p_web"} 0.012"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                r#"maelstrom_http_request_duration_seconds_bucket{le="+Inf",component="p_web"} 1"#
+            ),
+            "{out}"
+        );
+        // Buckets are cumulative: the 5 ms bucket is empty, every bucket from 12 ms up has it.
+        assert!(
+            out.contains(
+                r#"maelstrom_http_request_duration_seconds_bucket{le="0.005",component="p_web"} 0"#
+            ),
+            "{out}"
+        );
         assert!(out.contains(r#"maelstrom_cold_starts_total{component="p_web",result="ok"} 1"#));
         assert!(out.contains(r#"maelstrom_role_held{role="placement"} 1"#));
     }

@@ -86,7 +86,7 @@ pub struct Node {
     pub start_stop_lock: tokio::sync::Mutex<()>,
     /// Wakes the cron task after a catalog change.
     pub cron_reload: Notify,
-    routers: Mutex<HashMap<String, Arc<Router>>>,
+    routers: std::sync::RwLock<HashMap<String, Arc<Router>>>,
     placement_tx: mpsc::UnboundedSender<String>,
     placement_gates: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     placements: AtomicUsize,
@@ -278,7 +278,7 @@ impl Node {
             stop_accepting: CancellationToken::new(),
             start_stop_lock: tokio::sync::Mutex::new(()),
             cron_reload: Notify::new(),
-            routers: Mutex::new(HashMap::new()),
+            routers: std::sync::RwLock::new(HashMap::new()),
             placement_tx,
             placement_gates: Mutex::new(HashMap::new()),
             placements: AtomicUsize::new(0),
@@ -351,7 +351,7 @@ impl Node {
     pub async fn router(self: &Arc<Self>, component: &str) -> Arc<Router> {
         if let Some(r) = self
             .routers
-            .lock()
+            .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(component)
         {
@@ -362,7 +362,7 @@ impl Node {
             _ => self.cfg.queue_max_per_component,
         };
         let created = {
-            let mut map = self.routers.lock().unwrap_or_else(|p| p.into_inner());
+            let mut map = self.routers.write().unwrap_or_else(|p| p.into_inner());
             if let Some(r) = map.get(component) {
                 return r.clone();
             }
@@ -382,7 +382,7 @@ impl Node {
     /// Every router.
     pub fn routers(&self) -> Vec<Arc<Router>> {
         self.routers
-            .lock()
+            .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .cloned()
@@ -527,7 +527,7 @@ impl Node {
             if let Some(c) = &change.put_component {
                 if let Some(r) = self
                     .routers
-                    .lock()
+                    .read()
                     .unwrap_or_else(|p| p.into_inner())
                     .get(&c.name)
                 {

@@ -277,7 +277,7 @@ pub async fn proxy_request(
                 .unwrap_or_default();
             let host = resolve::host_without_port(&host);
             let path = resolve::decode_path(req.uri().path());
-            let routes = match node.catalog.routes().await {
+            let routes = match node.catalog.routes(began).await {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the routes");
@@ -293,7 +293,7 @@ pub async fn proxy_request(
             }
         }
     };
-    let component = match node.catalog.component(&name).await {
+    let component = match node.catalog.component_at(&name, began).await {
         Ok(Some(c)) => c,
         Ok(None) => {
             node.metrics.request("", 404, kind, began.elapsed());
