@@ -380,8 +380,16 @@ async fn rolling_update(order: &str) {
     d.put_project(&project(1));
     eventually(
         Duration::from_secs(20),
-        "mininstances: 2 containers",
-        || async { d.get("roll.test", "/").await.0 == 200 && d.containers().len() == 2 },
+        "mininstances: 2 active containers",
+        || async {
+            let ps = String::from_utf8_lossy(&d.maelctl(&["cluster", "ps"]).stdout).to_string();
+            d.get("roll.test", "/").await.0 == 200
+                && ps
+                    .lines()
+                    .filter(|l| l.starts_with("roll_app") && l.contains(" active "))
+                    .count()
+                    == 2
+        },
     )
     .await;
     let old: Vec<String> = d.containers();
