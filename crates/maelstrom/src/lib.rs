@@ -18,6 +18,7 @@ pub mod commands;
 pub mod console;
 pub mod edn;
 pub mod history;
+pub mod messages;
 pub mod nemesis;
 pub mod net;
 pub mod plots;

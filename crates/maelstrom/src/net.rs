@@ -109,6 +109,63 @@ impl DropReason {
     }
 }
 
+/// One network event, for `messages.svg` (spec §11.3).
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A message entered the network.
+    Send(Msg),
+    /// Message `id` reached its destination.
+    Recv(u64),
+    /// Message `id` was dropped, for this reason.
+    Drop(u64, &'static str),
+}
+
+/// Events kept for the picture; it stops there.
+pub const JOURNAL_MAX: usize = 10_000;
+
+/// The first [`JOURNAL_MAX`] events (`init`/`init_ok` excluded) and whether more happened.
+#[derive(Clone, Debug, Default)]
+pub struct Journal {
+    /// Events in order.
+    pub events: Vec<Event>,
+    /// Ids of the messages whose send was recorded.
+    recorded: HashSet<u64>,
+    /// Events were left out after the cap.
+    pub truncated: bool,
+}
+
+impl Journal {
+    pub(crate) fn push(&mut self, e: Event) {
+        if self.events.len() >= JOURNAL_MAX {
+            self.truncated = true;
+            return;
+        }
+        if let Event::Recv(id) | Event::Drop(id, _) = &e
+            && !self.recorded.contains(id)
+        {
+            return;
+        }
+        if let Event::Send(m) = &e {
+            self.recorded.insert(m.id);
+        }
+        self.events.push(e);
+    }
+}
+
+fn is_init(body: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Type<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<&'a str>,
+    }
+    matches!(
+        serde_json::from_str::<Type>(body),
+        Ok(Type {
+            kind: Some("init" | "init_ok")
+        })
+    )
+}
+
 /// Message counts for the `:net` checker.
 #[derive(Clone, Debug, Default)]
 pub struct NetStats {
@@ -140,6 +197,7 @@ struct State {
     link_rngs: HashMap<(Arc<str>, Arc<str>), ChaCha8Rng>,
     stats: NetStats,
     spoof_warned: HashSet<String>,
+    journal: Journal,
 }
 
 /// The network shared by nodes, clients and services.
@@ -188,6 +246,7 @@ impl Net {
                 link_rngs: HashMap::new(),
                 stats: NetStats::default(),
                 spoof_warned: HashSet::new(),
+                journal: Journal::default(),
             }),
             wake: Notify::new(),
             start: Instant::now(),
@@ -351,12 +410,16 @@ impl Net {
             self.console
                 .info(format!("net send {}", msg.to_line().trim_end()));
         }
+        if !st.journal.truncated && !is_init(&msg.body) {
+            st.journal.push(Event::Send(msg.clone()));
+        }
         let both_nodes = !client_edge
             && ServiceKind::from_id(&msg.src).is_none()
             && ServiceKind::from_id(&msg.dest).is_none();
         if let (Some(p), true) = (st.loss, both_nodes)
             && st.loss_rng.gen_bool(p)
         {
+            st.journal.push(Event::Drop(id, "lose"));
             return;
         }
         let latency = if client_edge {
@@ -386,6 +449,11 @@ impl Net {
     /// Counts so far.
     pub fn stats(&self) -> NetStats {
         self.state.lock().expect("net lock").stats.clone()
+    }
+
+    /// The events kept for `messages.svg`.
+    pub fn journal(&self) -> Journal {
+        self.state.lock().expect("net lock").journal.clone()
     }
 
     /// Messages delivered so far (for the progress line).
@@ -436,6 +504,7 @@ impl Net {
             .get(&*m.dest)
             .is_some_and(|srcs| srcs.contains(&*m.src))
         {
+            st.journal.push(Event::Drop(m.id, "partition"));
             return;
         }
         let now = self.start.elapsed();
@@ -456,8 +525,16 @@ impl Net {
                 }
             }
             // Dead nodes, closed clients: dropped at delivery.
-            _ => return,
+            Some(Endpoint::Node { alive: false, .. }) => {
+                st.journal.push(Event::Drop(m.id, "dead-node"));
+                return;
+            }
+            _ => {
+                st.journal.push(Event::Drop(m.id, "closed-client"));
+                return;
+            }
         };
+        st.journal.push(Event::Recv(m.id));
         if client_edge {
             st.stats.client_recvs += 1;
         } else {

@@ -1,5 +1,6 @@
 //! Pictures of a test, written directly as SVG and HTML (no gnuplot): `latency-raw.svg`,
-//! `rate.svg` (both with nemesis intervals shaded) and `timeline.html`.
+//! `latency-quantiles.svg`, `rate.svg` (all with nemesis intervals shaded) and
+//! `timeline.html`. `messages.svg` is drawn by [`crate::messages`] from the network journal.
 
 use crate::edn::{Edn, map};
 use crate::history::{self, Op, OpType, Process};
@@ -39,6 +40,10 @@ pub fn write_all(dir: &Path, ops: &[Op], time_limit: f64) -> std::io::Result<Edn
     std::fs::write(
         dir.join("latency-raw.svg"),
         latency_raw(&pairs, end_s, &shading),
+    )?;
+    std::fs::write(
+        dir.join("latency-quantiles.svg"),
+        latency_quantiles(&pairs, end_s, &shading),
     )?;
     std::fs::write(dir.join("rate.svg"), rate(&pairs, end_s, &shading))?;
     std::fs::write(dir.join("timeline.html"), timeline(ops))?;
@@ -223,6 +228,113 @@ fn latency_raw(pairs: &[(&Op, &Op)], end_s: f64, shading: &[(&str, &str, f64, f6
             r#"<text x="{}" y="{ly}" fill="{}">■ {name}</text>"#,
             W - RIGHT + 12.0,
             colour(t)
+        );
+        ly += 16.0;
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// The 0.5, 0.95, 0.99 and 1 quantiles of `:ok` latencies per `:f`, in time buckets of
+/// max(1 s, duration / 50), by invocation time (spec §11.4).
+fn latency_quantiles(
+    pairs: &[(&Op, &Op)],
+    end_s: f64,
+    shading: &[(&str, &str, f64, f64)],
+) -> String {
+    let mut s = frame(
+        "Latency quantiles",
+        "latency (ms, log scale)",
+        end_s,
+        shading,
+    );
+    let bucket = (end_s / 50.0).max(1.0);
+    let n = (end_s / bucket).ceil() as usize + 1;
+    let mut per_f: BTreeMap<&str, Vec<Vec<f64>>> = BTreeMap::new();
+    for (i, c) in pairs.iter().filter(|(_, c)| c.op_type == OpType::Ok) {
+        let b = ((i.time as f64 / 1e9) / bucket) as usize;
+        let lat = ((c.time - i.time) as f64 / 1e6).max(0.01);
+        per_f.entry(i.f).or_insert_with(|| vec![Vec::new(); n])[b.min(n - 1)].push(lat);
+    }
+    const QUANTILES: [(f64, &str, &str); 4] = [
+        (0.5, "0.5", "#81BFFC"),
+        (0.95, "0.95", "#FFA400"),
+        (0.99, "0.99", "#FF1E90"),
+        (1.0, "1", "#444444"),
+    ];
+    // One line per (f, quantile): its points as (bucket, latency).
+    type Line<'a> = (&'a str, usize, Vec<(usize, f64)>);
+    let mut lines: Vec<Line> = Vec::new();
+    for (f, buckets) in per_f.iter_mut() {
+        for (qi, (q, _, _)) in QUANTILES.iter().enumerate() {
+            let mut pts = Vec::new();
+            for (k, lats) in buckets.iter_mut().enumerate() {
+                if lats.is_empty() {
+                    continue;
+                }
+                lats.sort_by(f64::total_cmp);
+                let idx = ((lats.len() as f64 * q).ceil() as usize).clamp(1, lats.len()) - 1;
+                pts.push((k, lats[idx]));
+            }
+            lines.push((f, qi, pts));
+        }
+    }
+    let all = lines.iter().flat_map(|l| l.2.iter().map(|p| p.1));
+    let (lo, hi) = all.fold((f64::MAX, f64::MIN), |(a, b), l| (a.min(l), b.max(l)));
+    let (lo, hi) = if lo > hi {
+        (-2.0, 0.0)
+    } else {
+        (
+            lo.log10().floor(),
+            hi.log10().ceil().max(lo.log10().floor() + 1.0),
+        )
+    };
+    let y = |l: f64| H - BOTTOM - (l.log10() - lo) / (hi - lo) * (H - TOP - BOTTOM);
+    let x = |k: usize| LEFT + (k as f64 + 0.5) * bucket / end_s * (W - LEFT - RIGHT);
+    for e in lo as i32..=hi as i32 {
+        let v = 10f64.powi(e);
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{:.1}" text-anchor="end">{v}</text>"#,
+            LEFT - 6.0,
+            y(v) + 4.0
+        );
+    }
+    let fs: Vec<&str> = per_f.keys().copied().collect();
+    for (f, qi, pts) in &lines {
+        let fi = fs.iter().position(|x| x == f).unwrap_or(0);
+        let dash = [
+            "",
+            r#" stroke-dasharray="5 3""#,
+            r#" stroke-dasharray="2 2""#,
+        ][fi % 3];
+        let poly: Vec<String> = pts
+            .iter()
+            .map(|(k, v)| format!("{:.1},{:.1}", x(*k), y(*v)))
+            .collect();
+        let _ = write!(
+            s,
+            r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="1.5"{dash}><title>{f} {}</title></polyline>"#,
+            poly.join(" "),
+            QUANTILES[*qi].2,
+            QUANTILES[*qi].1
+        );
+    }
+    let mut ly = H / 2.0;
+    for (_, name, colour) in QUANTILES {
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{ly}" fill="{colour}">— quantile {name}</text>"#,
+            W - RIGHT + 12.0
+        );
+        ly += 16.0;
+    }
+    for (fi, f) in fs.iter().enumerate() {
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{ly}">{} {f}</text>"#,
+            W - RIGHT + 12.0,
+            ["solid", "dashed", "dotted"][fi % 3]
         );
         ly += 16.0;
     }

@@ -376,6 +376,10 @@ pub async fn run(cfg: &TestConfig, seed: u64) -> Result<Verdict, Fatal> {
     let ops = history.snapshot();
     write_file(&dir.join("history.edn"), &history::to_edn_text(&ops))?;
     write_file(&dir.join("history.txt"), &history::to_txt(&ops))?;
+    write_file(
+        &dir.join("messages.svg"),
+        &crate::messages::svg(&net.journal(), &cfg.nodes),
+    )?;
     outcome?;
 
     let dropped = net.stats().dropped;

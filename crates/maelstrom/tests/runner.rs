@@ -612,7 +612,9 @@ fn the_store_has_the_original_layout() {
         "node-logs/n0.log",
         "node-logs/n1.log",
         "latency-raw.svg",
+        "latency-quantiles.svg",
         "rate.svg",
+        "messages.svg",
         "timeline.html",
     ] {
         assert!(store.join("latest").join(f).is_file(), "{f}");
@@ -639,6 +641,17 @@ fn the_store_has_the_original_layout() {
     );
     let svg = run.file("latency-raw.svg");
     assert!(svg.starts_with("<svg") && svg.contains("<circle"));
+    let quantiles = run.file("latency-quantiles.svg");
+    assert!(quantiles.contains("<polyline") && quantiles.contains("quantile 0.99"));
+    // The sequence diagram: client lanes, echo arrows labelled with their bodies, no init.
+    let messages = run.file("messages.svg");
+    assert!(
+        messages.contains(">echo {&quot;echo&quot;:&quot;Please echo "),
+        "{}",
+        &messages[..2000.min(messages.len())]
+    );
+    assert!(messages.contains("echo_ok "));
+    assert!(!messages.contains("init_ok"));
 }
 
 #[test]
