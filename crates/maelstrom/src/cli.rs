@@ -32,12 +32,26 @@ pub enum Command {
     Analyze(AnalyzeArgs),
     /// Check a history file in Jepsen's EDN format.
     Check(CheckArgs),
-    /// Web UI over the store (not available yet).
-    Serve(Later),
+    /// A read-only web UI over the store.
+    Serve(ServeArgs),
     /// Run the bundled example nodes against every workload (not available yet).
     Demo(Later),
     /// Write workload and protocol docs (not available yet).
     Doc(Later),
+}
+
+/// `maelstrom serve` options.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on (the original listened on all interfaces).
+    #[arg(short = 'b', long = "host", default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// Port to listen on.
+    #[arg(short = 'p', long, default_value_t = 8080)]
+    pub port: u16,
+    /// The store directory.
+    #[arg(long, default_value = "store")]
+    pub store: PathBuf,
 }
 
 /// Arguments of commands this build does not offer yet.

@@ -24,6 +24,7 @@ pub mod net;
 pub mod plots;
 pub mod preflight;
 pub mod runner;
+pub mod serve;
 pub mod store;
 pub mod synth;
 pub mod workload;

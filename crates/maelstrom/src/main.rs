@@ -32,6 +32,19 @@ fn main() {
         Command::Test(args) => args,
         Command::Check(args) => finish(maelstrom::commands::check(args)),
         Command::Analyze(args) => finish(maelstrom::commands::analyze(args)),
+        Command::Serve(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            let addr = std::net::SocketAddr::new(args.host, args.port);
+            if let Err(e) = runtime.block_on(maelstrom::serve::serve(args.store, addr)) {
+                eprintln!("{e}");
+                std::process::exit(254);
+            }
+            std::process::exit(0);
+        }
         _ => {
             eprintln!(
                 "This command is not available in this build yet; `maelstrom test` is.\n{COMMANDS}"
