@@ -72,26 +72,30 @@ fn fixture(rel: &str) -> String {
         .to_string()
 }
 
-/// Go fixtures are compiled once per test process.
+/// Go fixtures are compiled once per test process; all but the two oldest share `node.go`.
 fn go_fixture(name: &str) -> String {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     let dir = DIR.get_or_init(|| {
         let dir =
             std::env::temp_dir().join(format!("maelstrom-go-fixtures-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        for f in ["echo", "g_set"] {
+        let programs: [(&str, &[&str]); 6] = [
+            ("echo", &["echo.go"]),
+            ("g_set", &["g_set.go"]),
+            ("unique_ids", &["node.go", "unique_ids.go"]),
+            ("broadcast", &["node.go", "broadcast.go"]),
+            ("counter", &["node.go", "counter.go"]),
+            ("broken_unique_ids", &["node.go", "broken_unique_ids.go"]),
+        ];
+        for (program, sources) in programs {
             let status = Command::new("go")
-                .args([
-                    "build",
-                    "-o",
-                    dir.join(f).to_str().unwrap(),
-                    &fixture(&format!("go/{f}.go")),
-                ])
+                .args(["build", "-o", dir.join(program).to_str().unwrap()])
+                .args(sources.iter().map(|f| fixture(&format!("go/{f}"))))
                 .env("GOCACHE", dir.join("cache"))
                 .env("HOME", &dir)
                 .status()
                 .expect("go is installed (scripts/test installs golang-go)");
-            assert!(status.success(), "go build {f}.go");
+            assert!(status.success(), "go build {program}");
         }
         dir
     });
@@ -142,60 +146,55 @@ fn assert_all(runs: &[(String, Run)], want: i32) {
     }
 }
 
-#[test]
-fn python_nodes_pass_every_workload() {
-    let py = |f: &str| fixture(&format!("python/{f}"));
-    let runs = all(vec![
-        cmd("-w echo --node-count 2 --time-limit 3", &py("echo.py")),
+/// Every workload of this issue, with the original's command-line options, against one
+/// language's nodes (each program is a separate file, as in the original's demo folder).
+fn every_workload(node: impl Fn(&str) -> String) -> Vec<Vec<String>> {
+    vec![
+        cmd("-w echo --node-count 2 --time-limit 3", &node("echo")),
         cmd(
             "-w unique-ids --node-count 3 --time-limit 3 --rate 200 --availability total --nemesis partition --nemesis-interval 1",
-            &py("unique_ids.py"),
+            &node("unique_ids"),
         ),
         cmd(
-            "-w broadcast --node-count 5 --time-limit 4 --rate 20 --nemesis partition --nemesis-interval 1",
-            &py("broadcast.py"),
+            "-w broadcast --node-count 5 --time-limit 4 --rate 20 --topology line --nemesis partition --nemesis-interval 1",
+            &node("broadcast"),
         ),
         cmd(
             "-w g-set --node-count 3 --time-limit 4 --rate 20 --nemesis partition --nemesis-interval 1",
-            &py("g_set.py"),
+            &node("g_set"),
         ),
         cmd(
             "-w g-counter --node-count 3 --time-limit 4 --rate 50 --nemesis partition --nemesis-interval 1",
-            &py("counter.py"),
+            &node("counter"),
         ),
         cmd(
             "-w pn-counter --node-count 3 --time-limit 4 --rate 50 --latency 20 --latency-dist exponential",
-            &py("counter.py"),
+            &node("counter"),
         ),
-    ]);
+    ]
+}
+
+#[test]
+fn python_nodes_pass_every_workload() {
+    let runs = all(every_workload(|f| fixture(&format!("python/{f}.py"))));
     assert_all(&runs, 0);
 }
 
 #[test]
-fn ruby_javascript_and_go_nodes_pass_unmodified() {
-    let runs = all(vec![
-        cmd(
-            "-w echo --node-count 2 --time-limit 3",
-            &fixture("ruby/echo.rb"),
-        ),
-        cmd(
-            "-w unique-ids --node-count 3 --time-limit 3 --rate 200",
-            &fixture("ruby/unique_ids.rb"),
-        ),
-        cmd(
-            "-w echo --node-count 2 --time-limit 3",
-            &fixture("js/echo.js"),
-        ),
-        cmd(
-            "-w broadcast --node-count 3 --time-limit 4 --rate 20 --topology line",
-            &fixture("js/broadcast.js"),
-        ),
-        cmd("-w echo --node-count 2 --time-limit 3", &go_fixture("echo")),
-        cmd(
-            "-w g-set --node-count 3 --time-limit 4 --rate 20 --nemesis partition --nemesis-interval 1",
-            &go_fixture("g_set"),
-        ),
-    ]);
+fn ruby_nodes_pass_every_workload_unmodified() {
+    let runs = all(every_workload(|f| fixture(&format!("ruby/{f}.rb"))));
+    assert_all(&runs, 0);
+}
+
+#[test]
+fn javascript_nodes_pass_every_workload_unmodified() {
+    let runs = all(every_workload(|f| fixture(&format!("js/{f}.js"))));
+    assert_all(&runs, 0);
+}
+
+#[test]
+fn go_nodes_pass_every_workload_unmodified() {
+    let runs = all(every_workload(go_fixture));
     assert_all(&runs, 0);
 }
 
@@ -227,12 +226,27 @@ fn broken_nodes_are_judged_invalid_for_every_workload() {
             "-w pn-counter --node-count 1 --time-limit 3 --rate 50",
             &py("broken_counter.py"),
         ),
+        cmd(
+            "-w broadcast --node-count 3 --time-limit 3 --rate 20",
+            &fixture("ruby/broken_broadcast.rb"),
+        ),
+        cmd(
+            "-w g-counter --node-count 1 --time-limit 3 --rate 50",
+            &fixture("js/broken_counter.js"),
+        ),
+        cmd(
+            "-w unique-ids --node-count 3 --time-limit 2 --rate 100",
+            &go_fixture("broken_unique_ids"),
+        ),
     ]);
     assert_all(&runs, 1);
     let workload = |i: usize| runs[i].1.results()["workload"].clone();
     assert!(workload(1)["duplicated-count"].as_u64().unwrap() > 0);
     assert!(workload(2)["lost-count"].as_u64().unwrap() > 0);
     assert!(!workload(4)["errors"].as_array().unwrap().is_empty());
+    assert!(workload(6)["lost-count"].as_u64().unwrap() > 0);
+    assert!(!workload(7)["errors"].as_array().unwrap().is_empty());
+    assert!(workload(8)["duplicated-count"].as_u64().unwrap() > 0);
 }
 
 #[test]
