@@ -383,3 +383,24 @@ impl fmt::Debug for HandlerError {
         self.0.fmt(f)
     }
 }
+
+#[cfg(all(test, feature = "sim"))]
+mod registry_tests {
+    use super::ErrorCode;
+
+    /// The library's codes agree with the registry the runner records histories with.
+    #[test]
+    fn every_code_matches_the_runners_error_registry() {
+        for e in maelstrom_services::errors::ERRORS {
+            let code = ErrorCode::from_code(e.code as u32);
+            assert_eq!(code.code() as u64, e.code);
+            assert_eq!(code.name(), e.name, "code {}", e.code);
+            assert_eq!(code.is_definite(), e.definite, "code {}", e.code);
+        }
+        for n in [2, 999, 1000, 4242] {
+            let (name, definite) = maelstrom_services::errors::name_and_definite(Some(n));
+            assert_eq!(ErrorCode::from_code(n as u32).name(), name);
+            assert_eq!(ErrorCode::from_code(n as u32).is_definite(), definite);
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! The parts of a Maelstrom network that are not user nodes: the four built-in services
-//! (`lin-kv`, `seq-kv`, `lww-kv`, `lin-tso`), the broadcast topologies, and the derivation of
-//! independent random streams from one seed.
+//! (`lin-kv`, `seq-kv`, `lww-kv`, `lin-tso`), the error registry, the broadcast topologies, and
+//! the derivation of independent random streams from one seed.
 //!
 //! Both maelnode's in-process simulator and the `maelstrom` runner use this crate, so a node
 //! tested in the simulator meets exactly the service semantics it meets in a real run.
@@ -19,6 +19,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod errors;
 mod kv;
 pub mod seed;
 pub mod topology;
@@ -97,6 +98,62 @@ impl ServiceKind {
     /// ```
     pub fn from_id(id: &str) -> Option<ServiceKind> {
         Self::ALL.into_iter().find(|k| k.id() == id)
+    }
+
+    /// What the service promises its callers, in a paragraph (for `maelstrom doc`).
+    pub fn about(self) -> &'static str {
+        match self {
+            ServiceKind::LinKv => {
+                "A linearizable key-value store: one state, every operation applied atomically \
+                 in arrival order."
+            }
+            ServiceKind::SeqKv => {
+                "A sequentially consistent key-value store. Each node sees a monotonic view, \
+                 but reads may be stale: a node keeps reading an old state until it changes \
+                 something. The usual remedy is to write a unique value (e.g. to a key of the \
+                 node's own) before a read that must be current. Two nodes may both succeed at \
+                 a cas that leaves a value unchanged on a stale state."
+            }
+            ServiceKind::LwwKv => {
+                "A last-write-wins store of five replicas that gossip: each request runs on a \
+                 random replica, so reads may be stale and may go backwards, and concurrent \
+                 writes are resolved by timestamp. The replicas converge within 100 ms once \
+                 traffic stops. (The original keeps two replicas that never merge and ignores \
+                 `create_if_not_exists`; this one behaves as the original documents.)"
+            }
+            ServiceKind::LinTso => {
+                "A linearizable timestamp oracle: every `ts` returns a strictly greater \
+                 integer, starting at 0."
+            }
+        }
+    }
+
+    /// The requests the service answers, as example request body, example reply body and the
+    /// errors it may answer instead (for `maelstrom doc`). Replies carry `in_reply_to` and no
+    /// `msg_id`.
+    pub fn requests(self) -> &'static [(&'static str, &'static str, &'static str)] {
+        const KV: &[(&str, &str, &str)] = &[
+            (
+                r#"{"type": "read", "key": 1}"#,
+                r#"{"type": "read_ok", "value": 3}"#,
+                "20 (key-does-not-exist) if the key is missing",
+            ),
+            (
+                r#"{"type": "write", "key": 1, "value": 3}"#,
+                r#"{"type": "write_ok"}"#,
+                "",
+            ),
+            (
+                r#"{"type": "cas", "key": 1, "from": 3, "to": 4, "create_if_not_exists": false}"#,
+                r#"{"type": "cas_ok"}"#,
+                "22 (precondition-failed) if the value is not `from`; 20 if the key is missing, \
+                 unless `create_if_not_exists` is true (then the key is created with `to`)",
+            ),
+        ];
+        match self {
+            ServiceKind::LinTso => &[(r#"{"type": "ts"}"#, r#"{"type": "ts_ok", "ts": 0}"#, "")],
+            _ => KV,
+        }
     }
 
     /// A fresh service whose random choices come from the stream `service/<id>` of `seed`.

@@ -34,10 +34,34 @@ pub enum Command {
     Check(CheckArgs),
     /// A read-only web UI over the store.
     Serve(ServeArgs),
-    /// Run the bundled example nodes against every workload (not available yet).
-    Demo(Later),
-    /// Write workload and protocol docs (not available yet).
-    Doc(Later),
+    /// Run the bundled example nodes against every workload they solve.
+    Demo(DemoArgs),
+    /// Write workloads.md and protocol.md from the RPC and error registries.
+    Doc(DocArgs),
+}
+
+/// `maelstrom demo` options: those of `test`, minus `--bin` and `-w`.
+#[derive(Args)]
+#[command(
+    after_help = "Every `maelstrom test` option except --bin and -w applies to each run, e.g. \
+                  `maelstrom demo --time-limit 5 --nemesis partition`."
+)]
+pub struct DemoArgs {
+    /// `maelstrom test` options, applied to every run.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "TEST OPTIONS"
+    )]
+    pub options: Vec<String>,
+}
+
+/// `maelstrom doc` options.
+#[derive(Args)]
+pub struct DocArgs {
+    /// Directory to write workloads.md and protocol.md into.
+    #[arg(long, default_value = "doc")]
+    pub out: PathBuf,
 }
 
 /// `maelstrom serve` options.
@@ -52,13 +76,6 @@ pub struct ServeArgs {
     /// The store directory.
     #[arg(long, default_value = "store")]
     pub store: PathBuf,
-}
-
-/// Arguments of commands this build does not offer yet.
-#[derive(Args)]
-pub struct Later {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    _args: Vec<String>,
 }
 
 /// `maelstrom check` options.

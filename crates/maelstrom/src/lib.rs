@@ -6,8 +6,8 @@
 //! [`cluster`] of node processes and [`client`]s, drives a [`workload`] under the [`nemesis`],
 //! records the [`history`] → [`analysis`] runs the workload's checker and the shared
 //! [`checker`]s → results, [`plots`] and the [`store`]. [`commands`] offers the checkers
-//! without a run (`check`, `analyze`); [`synth`] makes histories with known answers for tests
-//! and benchmarks.
+//! without a run (`check`, `analyze`) and [`doc`] writes the protocol and workload docs from
+//! the same registries; [`synth`] makes histories with known answers for tests and benchmarks.
 
 pub mod analysis;
 pub mod checker;
@@ -16,6 +16,8 @@ pub mod client;
 pub mod cluster;
 pub mod commands;
 pub mod console;
+pub mod demo;
+pub mod doc;
 pub mod edn;
 pub mod history;
 pub mod messages;

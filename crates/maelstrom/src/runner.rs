@@ -41,6 +41,8 @@ pub struct Fatal(pub String);
 pub struct Verdict {
     /// `:valid?` of the results.
     pub valid: Edn,
+    /// The test's store directory.
+    pub dir: std::path::PathBuf,
 }
 
 /// The worker side of an operation's outcome.
@@ -130,7 +132,7 @@ impl Worker {
                 (soft_fail(false), inv.value.clone(), Some(kw("net-timeout")))
             }
             Outcome::Failed(Reply::Error { code, text }) => {
-                let (name, definite) = error_name(code);
+                let (name, definite) = maelstrom_services::errors::name_and_definite(code);
                 (
                     soft_fail(definite),
                     inv.value.clone(),
@@ -187,24 +189,6 @@ impl Rpc for ClientRpc<'_> {
                 Some(r) => Reply::Ok(r),
             }
         })
-    }
-}
-
-/// Maelstrom's error names and definiteness (spec §3.4); unknown codes are indefinite.
-fn error_name(code: Option<u64>) -> (&'static str, bool) {
-    match code {
-        Some(0) => ("timeout", false),
-        Some(1) => ("node-not-found", true),
-        Some(10) => ("not-supported", true),
-        Some(11) => ("temporarily-unavailable", true),
-        Some(12) => ("malformed-request", true),
-        Some(13) => ("crash", false),
-        Some(14) => ("abort", true),
-        Some(20) => ("key-does-not-exist", true),
-        Some(21) => ("key-already-exists", true),
-        Some(22) => ("precondition-failed", true),
-        Some(30) => ("txn-conflict", true),
-        _ => ("unknown", false),
     }
 }
 
@@ -423,7 +407,7 @@ pub async fn run(cfg: &TestConfig, seed: u64) -> Result<Verdict, Fatal> {
         seed,
     };
     let valid = analysis::analyze(&console, inputs)?;
-    Ok(Verdict { valid })
+    Ok(Verdict { valid, dir })
 }
 
 /// Everything between `init` and teardown; returns early with the reason if setup fails.

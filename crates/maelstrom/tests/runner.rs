@@ -866,3 +866,204 @@ fn analyze_rechecks_a_stored_test() {
     assert_eq!(out.status.code(), Some(254));
     assert!(String::from_utf8_lossy(&out.stderr).contains("No stored test at index 5"));
 }
+
+#[test]
+fn demo_runs_every_example_node_and_sums_up() {
+    example_node("maelstrom-echo");
+    let run = maelstrom(&[
+        "demo",
+        "--time-limit",
+        "1",
+        "--rate",
+        "20",
+        "--node-count",
+        "3",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.explain());
+    let summary = run.stdout.split("Demo summary:").nth(1).expect("a summary");
+    for (workload, binary) in [
+        ("echo", "maelstrom-echo"),
+        ("unique-ids", "maelstrom-unique-ids"),
+        ("broadcast", "maelstrom-broadcast"),
+        ("g-set", "maelstrom-g-set"),
+        ("g-counter", "maelstrom-counter"),
+        ("pn-counter", "maelstrom-pn-counter"),
+    ] {
+        let line = summary
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{workload} ")))
+            .unwrap_or_else(|| panic!("{workload} in\n{summary}"));
+        assert!(line.contains(binary) && line.contains(" valid "), "{line}");
+        let dir = line.split_whitespace().last().unwrap();
+        assert!(
+            run.dir.path().join(dir).join("results.edn").is_file(),
+            "{dir}"
+        );
+        let test_json =
+            std::fs::read_to_string(run.dir.path().join(dir).join("test.json")).unwrap();
+        assert!(
+            test_json.contains("--time-limit"),
+            "the options reach every run"
+        );
+    }
+    assert!(summary.contains("no bundled example node for kafka"));
+    assert!(
+        run.stdout
+            .trim_end()
+            .ends_with("Everything looks good! ヽ(‘ー`)ノ")
+    );
+
+    let refused = maelstrom(&["demo", "--bin", "x"]);
+    assert_eq!(refused.code, 254);
+    assert!(refused.stderr.contains("drop --bin"), "{}", refused.stderr);
+    let typo = maelstrom(&["demo", "--time-limt", "1"]);
+    assert_eq!(typo.code, 254, "{}", typo.explain());
+}
+
+#[test]
+fn demo_without_the_example_nodes_says_how_to_build_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let lonely = dir.path().join("maelstrom");
+    std::fs::copy(env!("CARGO_BIN_EXE_maelstrom"), &lonely).unwrap();
+    let out = Command::new(&lonely)
+        .args(["demo", "--time-limit", "1"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(254), "{stderr}");
+    assert!(stderr.contains("maelstrom-echo"), "{stderr}");
+    assert!(stderr.contains("cargo build --release -p maelstrom -p maelstrom-example-nodes"));
+}
+
+#[test]
+fn doc_writes_the_committed_workload_and_protocol_docs() {
+    let run = maelstrom(&["doc", "--out", "docs-here"]);
+    assert_eq!(run.code, 0, "{}", run.explain());
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../doc");
+    for name in ["workloads.md", "protocol.md"] {
+        let fresh = std::fs::read_to_string(run.dir.path().join("docs-here").join(name)).unwrap();
+        let kept = std::fs::read_to_string(committed.join(name)).unwrap_or_default();
+        assert!(
+            fresh == kept,
+            "doc/{name} is out of date; regenerate it with `cargo run -p maelstrom -- doc`"
+        );
+        assert!(run.stdout.contains(name));
+    }
+}
+
+/// Completions (not invocations) of a stored history, one op map per line.
+fn completions(run: &Run) -> Vec<String> {
+    run.file("history.edn")
+        .lines()
+        .filter(|l| l.contains(":type :") && !l.contains(":type :invoke"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn timeouts_error_codes_and_malformed_replies_map_to_the_history_as_the_original() {
+    let bin = fixture("python/misbehaving.py");
+    let runs = all(vec![
+        cmd(
+            "-w lin-kv --node-count 1 --concurrency 2n --time-limit 4 --rate 20",
+            &bin,
+        ),
+        cmd("-w g-set --node-count 1 --time-limit 2 --rate 10", &bin),
+    ]);
+    let (lin_kv, g_set) = (&runs[0].1, &runs[1].1);
+    assert_eq!(lin_kv.code, 1, "no operation succeeds: :stats is invalid");
+    let ops = completions(lin_kv);
+    let has = |t: &str, f: &str, error: &str| {
+        ops.iter().any(|l| {
+            l.contains(&format!(":type :{t}, :f :{f},")) && l.contains(&format!(":error {error}"))
+        })
+    };
+    // read is idempotent for lin-kv: every failure is :fail, even a timeout or unknown code.
+    assert!(has("fail", "read", ":net-timeout"), "{ops:#?}");
+    assert!(has("fail", "read", "[:key-does-not-exist \"no luck"));
+    assert!(has("fail", "read", "[:unknown \"no luck"));
+    assert!(has(
+        "info",
+        "read",
+        "[:malformed-response \"read_ok needs a field \\\"value\\\"\"]"
+    ));
+    // write is not: timeouts, crash (13) and custom codes are indefinite; 11 is definite.
+    assert!(has("info", "write", ":net-timeout"));
+    assert!(has("info", "write", "[:crash \"no luck"));
+    assert!(has("info", "write", "[:unknown \"no luck"));
+    assert!(has("fail", "write", "[:temporarily-unavailable \"no luck"));
+    assert!(has("fail", "cas", "[:precondition-failed \"no luck"));
+    // After an :info a thread continues as process + concurrency (2), keeping its client.
+    assert!(ops.iter().any(|l| l.contains(":process 3,")), "{ops:#?}");
+
+    // g-set records no :fail at all, not even for a definite code.
+    let ops = completions(g_set);
+    assert!(
+        ops.iter().any(|l| l.contains(":type :info, :f :add,")
+            && l.contains(":error [:temporarily-unavailable"))
+    );
+    assert!(
+        ops.iter()
+            .any(|l| l.contains(":type :info, :f :add,") && l.contains(":error :net-timeout"))
+    );
+    assert!(!ops.iter().any(|l| l.contains(":type :fail")), "{ops:#?}");
+}
+
+#[test]
+fn faults_and_services_decide_verdicts_end_to_end() {
+    let py = |f: &str| fixture(&format!("python/{f}"));
+    let faulty = "--time-limit 4 --rate 40 --nemesis-interval 0.5";
+    let runs = all(vec![
+        // State in memory dies with a killed node; state in lin-tso does not.
+        cmd(
+            &format!("-w g-set --node-count 1 --nemesis kill {faulty}"),
+            &py("g_set.py"),
+        ),
+        cmd(
+            &format!("-w unique-ids --node-count 3 --nemesis kill {faulty}"),
+            &py("tso_unique_ids.py"),
+        ),
+        // Fire-and-forget loses messages under the lose fault; acknowledged gossip does not,
+        // nor does it mind pauses.
+        cmd(
+            &format!("-w broadcast --node-count 3 --nemesis lose {faulty}"),
+            &py("broadcast_once.py"),
+        ),
+        cmd(
+            &format!("-w broadcast --node-count 3 --nemesis lose,pause {faulty}"),
+            &py("broadcast.py"),
+        ),
+        cmd(
+            "-w broadcast --node-count 3 --time-limit 3 --rate 40",
+            &py("broadcast_once.py"),
+        ),
+        // Sharing state through lww-kv converges once traffic stops, partitions or not.
+        cmd(
+            "-w g-set --node-count 3 --time-limit 4 --rate 20 --latency 10 --nemesis partition --nemesis-interval 1",
+            &py("lww_g_set.py"),
+        ),
+    ]);
+    let want = [1, 0, 1, 0, 0, 0];
+    for ((c, run), want) in runs.iter().zip(want) {
+        assert_eq!(run.code, want, "maelstrom {c}\n{}", run.explain());
+    }
+    let workload = |i: usize| runs[i].1.results()["workload"].clone();
+    assert!(workload(0)["lost-count"].as_u64().unwrap() > 0);
+    assert!(workload(2)["lost-count"].as_u64().unwrap() > 0);
+    for i in [0, 1] {
+        let history = runs[i].1.file("history.edn");
+        assert!(history.contains(":f :kill, :value {"), "nodes were killed");
+        assert!(history.contains(":restarted"), "and restarted");
+    }
+    // lin-tso counts 0, 1, 2, … across restarts, one timestamp per attempt at most.
+    let ids = workload(1);
+    let count = |k: &str| ids[k].as_i64().unwrap();
+    let (lo, hi) = (ids["range"][0].as_i64(), ids["range"][1].as_i64().unwrap());
+    assert_eq!(lo, Some(0), "{ids}");
+    assert!(
+        hi >= count("acknowledged-count") - 1 && hi < count("attempted-count"),
+        "{ids}"
+    );
+    assert!(runs[3].1.file("history.edn").contains(":f :pause"));
+}

@@ -3,7 +3,8 @@
 //! set-full: every acknowledged message must end up in every later read.
 
 use super::{
-    FinalPhase, Generator, Invocation, Kind, Workload, WorkloadOptions, body, expect_fields,
+    Field, FinalPhase, Generator, Invocation, Kind, RpcSpec, Workload, WorkloadOptions, body,
+    check_reply,
 };
 use crate::checker::set_full;
 use crate::edn::Edn;
@@ -16,6 +17,41 @@ use serde_json::{Map, Value};
 pub struct Broadcast {
     topology: Value,
 }
+
+const RPCS: &[RpcSpec] = &[
+    RpcSpec {
+        request: "topology",
+        about: "Sent once to every node during setup (a failure aborts the test). Nodes may use \
+                the suggested neighbours or ignore them.",
+        request_fields: &[Field {
+            name: "topology",
+            kind: Kind::Object,
+            about: "every node's neighbours, e.g. `{\"n0\": [\"n1\"], \"n1\": [\"n0\"]}`; \
+                    shaped by `--topology`",
+        }],
+        reply_fields: &[],
+    },
+    RpcSpec {
+        request: "broadcast",
+        about: "Asks the node to spread a message to every node in the cluster.",
+        request_fields: &[Field {
+            name: "message",
+            kind: Kind::Integer,
+            about: "0, 1, 2, …: each message is sent once",
+        }],
+        reply_fields: &[],
+    },
+    RpcSpec {
+        request: "read",
+        about: "Asks for every message the node has seen.",
+        request_fields: &[],
+        reply_fields: &[Field {
+            name: "messages",
+            kind: Kind::Array,
+            about: "the messages, in any order",
+        }],
+    },
+];
 
 impl Broadcast {
     pub fn new(opts: &WorkloadOptions) -> Broadcast {
@@ -73,6 +109,18 @@ impl Workload for Broadcast {
         &["read"]
     }
 
+    fn about(&self) -> &'static str {
+        "A broadcast system: clients broadcast unique integers to any node and read the set \
+         each node has seen, half and half. After the main phase and a 10 s recovery wait every \
+         thread reads once more (`:final? true`). Checked as a set: every acknowledged message \
+         must be in every read that starts after it is stable; the result gives lost and stale \
+         messages and stable latencies (how long a message took to reach every read)."
+    }
+
+    fn rpcs(&self) -> &'static [RpcSpec] {
+        RPCS
+    }
+
     fn setup(&self, _node: &str) -> Option<Map<String, Value>> {
         Some(body("topology", [("topology", self.topology.clone())]))
     }
@@ -89,11 +137,11 @@ impl Workload for Broadcast {
     fn complete(&self, inv: &Invocation, reply: &Map<String, Value>) -> Result<Edn, String> {
         match inv.f {
             "broadcast" => {
-                expect_fields("broadcast", reply, &[])?;
+                check_reply(RPCS, "broadcast", reply)?;
                 Ok(inv.value.clone())
             }
             _ => {
-                expect_fields("read", reply, &[("messages", Kind::Array)])?;
+                check_reply(RPCS, "read", reply)?;
                 Ok(Edn::from_json(&reply["messages"]))
             }
         }

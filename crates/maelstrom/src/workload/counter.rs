@@ -2,7 +2,9 @@
 //! Every `:ok` final read must lie in the set of sums the acknowledged adds and any subset of
 //! the indefinite adds allow, kept exactly as sorted closed ranges.
 
-use super::{FinalPhase, Generator, Invocation, Kind, Workload, body, expect_fields, integer};
+use super::{
+    Field, FinalPhase, Generator, Invocation, Kind, RpcSpec, Workload, body, check_reply, integer,
+};
 use crate::edn::{Edn, map};
 use crate::history::{Op, OpType};
 use rand::Rng;
@@ -29,6 +31,29 @@ impl Counter {
         }
     }
 }
+
+const RPCS: &[RpcSpec] = &[
+    RpcSpec {
+        request: "add",
+        about: "Adds a delta to the counter.",
+        request_fields: &[Field {
+            name: "delta",
+            kind: Kind::Integer,
+            about: "0..4 for g-counter, -5..4 for pn-counter",
+        }],
+        reply_fields: &[],
+    },
+    RpcSpec {
+        request: "read",
+        about: "Asks for the counter's current value.",
+        request_fields: &[],
+        reply_fields: &[Field {
+            name: "value",
+            kind: Kind::Integer,
+            about: "the sum of the adds (an integral float such as `3.0` counts as 3)",
+        }],
+    },
+];
 
 struct Gen(std::ops::RangeInclusive<i64>);
 
@@ -82,6 +107,24 @@ impl Workload for Counter {
         true
     }
 
+    fn about(&self) -> &'static str {
+        if self.name == "g-counter" {
+            "A grow-only counter: clients add deltas of 0..4 and read the total, half and half. \
+             After a 10 s recovery wait every thread reads once more (`:final? true`). Every \
+             final read must equal the sum of the acknowledged adds plus any subset of the adds \
+             whose outcome is unknown."
+        } else {
+            "A counter that goes up and down: clients add deltas of -5..4 and read the total, \
+             half and half. After a 10 s recovery wait every thread reads once more (`:final? \
+             true`). Every final read must equal the sum of the acknowledged adds plus any \
+             subset of the adds whose outcome is unknown."
+        }
+    }
+
+    fn rpcs(&self) -> &'static [RpcSpec] {
+        RPCS
+    }
+
     fn generator(&self) -> Box<dyn Generator> {
         Box::new(Gen(self.deltas.clone()))
     }
@@ -89,11 +132,11 @@ impl Workload for Counter {
     fn complete(&self, inv: &Invocation, reply: &Map<String, Value>) -> Result<Edn, String> {
         match inv.f {
             "add" => {
-                expect_fields("add", reply, &[])?;
+                check_reply(RPCS, "add", reply)?;
                 Ok(inv.value.clone())
             }
             _ => {
-                expect_fields("read", reply, &[("value", Kind::Integer)])?;
+                check_reply(RPCS, "read", reply)?;
                 Ok(Edn::Int(integer(&reply["value"]).expect("checked")))
             }
         }

@@ -1,7 +1,7 @@
 //! echo (spec §9.1): `{"type":"echo","echo":V}` → `{"type":"echo_ok","echo":V}`.
 //! Every invocation needs an `:ok` completion echoing its value.
 
-use super::{Generator, Invocation, Kind, Workload, body, expect_fields};
+use super::{Field, Generator, Invocation, Kind, RpcSpec, Workload, body, check_reply};
 use crate::edn::{Edn, map};
 use crate::history::{self, Op, OpType};
 use rand::Rng;
@@ -9,6 +9,21 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value};
 
 pub struct Echo;
+
+const RPCS: &[RpcSpec] = &[RpcSpec {
+    request: "echo",
+    about: "Sends a value; the node sends it back.",
+    request_fields: &[Field {
+        name: "echo",
+        kind: Kind::String,
+        about: "`\"Please echo <n>\"`, n in 0..127",
+    }],
+    reply_fields: &[Field {
+        name: "echo",
+        kind: Kind::Any,
+        about: "the request's `echo`, unchanged",
+    }],
+}];
 
 struct Gen;
 
@@ -32,12 +47,22 @@ impl Workload for Echo {
         &["echo"]
     }
 
+    fn about(&self) -> &'static str {
+        "A simple echo workload: clients send a message and expect to get the same message \
+         back. Every invocation must complete `:ok` with the value it sent; timeouts and \
+         errors count against it. No final phase."
+    }
+
+    fn rpcs(&self) -> &'static [RpcSpec] {
+        RPCS
+    }
+
     fn generator(&self) -> Box<dyn Generator> {
         Box::new(Gen)
     }
 
     fn complete(&self, _inv: &Invocation, reply: &Map<String, Value>) -> Result<Edn, String> {
-        expect_fields("echo", reply, &[("echo", Kind::Any)])?;
+        check_reply(RPCS, "echo", reply)?;
         Ok(Edn::from_json(&Value::Object(reply.clone())))
     }
 

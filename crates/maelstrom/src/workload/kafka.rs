@@ -7,8 +7,8 @@
 
 use super::txn::KeyPool;
 use super::{
-    CheckContext, ClientLogic, FinalPhase, Generator, Invocation, Outcome, Reply, Rpc, Workload,
-    body,
+    CheckContext, ClientLogic, Field, FinalPhase, Generator, Invocation, Kind, Outcome, Reply, Rpc,
+    RpcSpec, Workload, body, check_reply, integer,
 };
 use crate::edn::{Edn, kw};
 use crate::history::Op;
@@ -23,6 +23,67 @@ use std::time::{Duration, Instant};
 
 /// Each client crashes about this often.
 const CRASH_EVERY: Duration = Duration::from_secs(30);
+
+const OFFSETS: Field = Field {
+    name: "offsets",
+    kind: Kind::Object,
+    about: "key → offset",
+};
+
+const RPCS: &[RpcSpec] = &[
+    RpcSpec {
+        request: "send",
+        about: "Appends a message to the log under a key.",
+        request_fields: &[
+            Field {
+                name: "key",
+                kind: Kind::String,
+                about: "the log's key: `\"0\"`, `\"1\"`, … (strings)",
+            },
+            Field {
+                name: "msg",
+                kind: Kind::Integer,
+                about: "the message, unique per key",
+            },
+        ],
+        reply_fields: &[Field {
+            name: "offset",
+            kind: Kind::Integer,
+            about: "where the message now sits in the key's log; offsets only grow",
+        }],
+    },
+    RpcSpec {
+        request: "poll",
+        about: "Asks for messages from the given offset on, for each key (possibly none).",
+        request_fields: &[OFFSETS],
+        reply_fields: &[Field {
+            name: "msgs",
+            kind: Kind::Object,
+            about: "key → `[[offset, msg], …]` in increasing offset order from the requested \
+                    one; keys may be missing",
+        }],
+    },
+    RpcSpec {
+        request: "commit_offsets",
+        about: "Records that this client has processed each key up to the given offset.",
+        request_fields: &[OFFSETS],
+        reply_fields: &[],
+    },
+    RpcSpec {
+        request: "list_committed_offsets",
+        about: "Asks for the committed offset of each key.",
+        request_fields: &[Field {
+            name: "keys",
+            kind: Kind::Array,
+            about: "the keys",
+        }],
+        reply_fields: &[Field {
+            name: "offsets",
+            kind: Kind::Object,
+            about: "key → committed offset; keys never committed may be missing",
+        }],
+    },
+];
 
 /// Highest acknowledged offset per key, shared by the clients (for the final phase).
 type Known = Arc<Mutex<HashMap<String, i64>>>;
@@ -172,17 +233,15 @@ impl KafkaClient {
             _ => Edn::Nil,
         };
         match rpc.call(inv.body.clone()).await {
-            Reply::Ok(r) => match r.get("offset").and_then(Value::as_i64) {
-                Some(o) if r.get("type").and_then(Value::as_str) == Some("send_ok") => {
+            Reply::Ok(r) => match check_reply(RPCS, "send", &r).map(|()| integer(&r["offset"])) {
+                Ok(Some(o)) => {
                     let mut known = self.known.lock().expect("known lock");
                     let best = known.entry(k.clone()).or_insert(o);
                     *best = (*best).max(o);
                     Outcome::Ok(send_value(&k, o, &m))
                 }
-                _ => Outcome::Malformed(format!(
-                    "send_ok needs an integer \"offset\", got {}",
-                    Value::Object(r)
-                )),
+                Ok(None) => unreachable!("check_reply checked the offset"),
+                Err(why) => Outcome::Malformed(why),
             },
             failed => Outcome::Failed(failed),
         }
@@ -201,14 +260,9 @@ impl KafkaClient {
             Reply::Ok(r) => r,
             failed => return Outcome::Failed(failed),
         };
-        let msgs = match (r.get("type").and_then(Value::as_str), r.get("msgs")) {
-            (Some("poll_ok"), Some(Value::Object(m))) => m.clone(),
-            _ => {
-                return Outcome::Malformed(format!(
-                    "poll_ok needs an object \"msgs\", got {}",
-                    Value::Object(r)
-                ));
-            }
+        let msgs = match check_reply(RPCS, "poll", &r) {
+            Ok(()) => r["msgs"].as_object().expect("checked").clone(),
+            Err(why) => return Outcome::Malformed(why),
         };
         let mut by_key = Vec::new();
         let mut commits = Map::new();
@@ -224,7 +278,7 @@ impl KafkaClient {
                 let Some([o, m]) = p.as_array().map(Vec::as_slice) else {
                     return Outcome::Malformed(format!("msgs[{k:?}] holds {p}, not [offset, msg]"));
                 };
-                let Some(o) = o.as_i64() else {
+                let Some(o) = integer(o) else {
                     return Outcome::Malformed(format!("msgs[{k:?}] has a non-integer offset {o}"));
                 };
                 highest = highest.max(Some(o));
@@ -277,14 +331,9 @@ impl KafkaClient {
             .call(body("list_committed_offsets", [("keys", json!(keys))]))
             .await
         {
-            Reply::Ok(r) => match r.get("offsets") {
-                Some(Value::Object(o)) => o.clone(),
-                _ => {
-                    return Outcome::Malformed(format!(
-                        "list_committed_offsets_ok needs an object \"offsets\", got {}",
-                        Value::Object(r)
-                    ));
-                }
+            Reply::Ok(r) => match check_reply(RPCS, "list_committed_offsets", &r) {
+                Ok(()) => r["offsets"].as_object().expect("checked").clone(),
+                Err(why) => return Outcome::Malformed(why),
             },
             failed => return Outcome::Failed(failed),
         };
@@ -293,7 +342,7 @@ impl KafkaClient {
             let o = old
                 .get(&k)
                 .copied()
-                .or_else(|| committed.get(&k).and_then(Value::as_i64))
+                .or_else(|| committed.get(&k).and_then(integer))
                 .unwrap_or(0);
             self.offsets.insert(k, o);
         }
@@ -332,6 +381,19 @@ impl Workload for Kafka {
 
     fn functions(&self) -> &'static [&'static str] {
         &["send", "poll", "assign", "crash"]
+    }
+
+    fn about(&self) -> &'static str {
+        "A Kafka-style replicated log: clients send messages to append-only logs under string \
+         keys, poll them from an offset and commit the offsets they have processed. Each \
+         client keeps its assigned keys and next offsets, and crashes about every 30 s, losing \
+         that state. After a 10 s recovery wait every client re-reads every key from the \
+         beginning. Checked for lost writes, duplicates, offsets that change or go backwards, \
+         and polls that skip messages; plots land beside the results."
+    }
+
+    fn rpcs(&self) -> &'static [RpcSpec] {
+        RPCS
     }
 
     fn idempotent(&self) -> &'static [&'static str] {

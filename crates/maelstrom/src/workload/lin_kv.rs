@@ -5,7 +5,8 @@
 //! parallel, with the results and pictures of each key under `independent/<key>/`.
 
 use super::{
-    CheckContext, Generator, Invocation, Kind, Workload, WorkloadOptions, body, expect_fields,
+    CheckContext, Field, Generator, Invocation, Kind, RpcSpec, Workload, WorkloadOptions, body,
+    check_reply,
 };
 use crate::checker::linear::{self, Budget, Model, Outcome};
 use crate::checker::merge_valid;
@@ -24,6 +25,57 @@ const PROCESSES_PER_KEY: usize = 20;
 pub struct LinKv {
     nodes: usize,
 }
+
+const KEY: Field = Field {
+    name: "key",
+    kind: Kind::Integer,
+    about: "0, 1, 2, …",
+};
+
+const RPCS: &[RpcSpec] = &[
+    RpcSpec {
+        request: "read",
+        about: "Reads a key. A key never written answers error 20 (key-does-not-exist).",
+        request_fields: &[KEY],
+        reply_fields: &[Field {
+            name: "value",
+            kind: Kind::Any,
+            about: "the key's current value",
+        }],
+    },
+    RpcSpec {
+        request: "write",
+        about: "Sets a key's value.",
+        request_fields: &[
+            KEY,
+            Field {
+                name: "value",
+                kind: Kind::Integer,
+                about: "0..4",
+            },
+        ],
+        reply_fields: &[],
+    },
+    RpcSpec {
+        request: "cas",
+        about: "Compare-and-set: if the key's value is `from`, sets it to `to`. A different \
+                value answers error 22 (precondition-failed), a missing key error 20.",
+        request_fields: &[
+            KEY,
+            Field {
+                name: "from",
+                kind: Kind::Integer,
+                about: "the value expected, 0..4",
+            },
+            Field {
+                name: "to",
+                kind: Kind::Integer,
+                about: "the new value, 0..4",
+            },
+        ],
+        reply_fields: &[],
+    },
+];
 
 impl LinKv {
     pub fn new(opts: &WorkloadOptions) -> LinKv {
@@ -358,6 +410,19 @@ impl Workload for LinKv {
         true
     }
 
+    fn about(&self) -> &'static str {
+        "A linearizable key-value store: threads form groups of twice the node count, each \
+         group works on one integer key (half of its threads only read, the rest write or \
+         cas values 0..4) and moves to a fresh key once 20 processes have used it. Each key \
+         is checked for linearizability as a compare-and-set register, keys in parallel; \
+         per-key results and timelines land in `independent/<key>/`. `--concurrency` must be \
+         a positive multiple of twice the node count."
+    }
+
+    fn rpcs(&self) -> &'static [RpcSpec] {
+        RPCS
+    }
+
     fn timeout(&self, latency_ms: u64) -> Duration {
         Duration::from_millis((10 * latency_ms).max(1000))
     }
@@ -377,11 +442,11 @@ impl Workload for LinKv {
         };
         match inv.f {
             "read" => {
-                expect_fields("read", reply, &[("value", Kind::Any)])?;
+                check_reply(RPCS, "read", reply)?;
                 Ok(Edn::Vector(vec![key, Edn::from_json(&reply["value"])]))
             }
             f => {
-                expect_fields(f, reply, &[])?;
+                check_reply(RPCS, f, reply)?;
                 Ok(inv.value.clone())
             }
         }

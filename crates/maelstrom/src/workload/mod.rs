@@ -205,6 +205,10 @@ pub trait Workload: Send + Sync {
     fn timeout(&self, _latency_ms: u64) -> std::time::Duration {
         std::time::Duration::from_millis(5_000)
     }
+    /// One paragraph for `workloads.md`: what the workload does and how it is checked.
+    fn about(&self) -> &'static str;
+    /// The RPCs the workbench sends to nodes, in the order the docs list them.
+    fn rpcs(&self) -> &'static [RpcSpec];
     /// Validates an `_ok` reply and gives the completion's `:value`; `Err` names the violated rule.
     fn complete(&self, inv: &Invocation, reply: &Map<String, Value>) -> Result<Edn, String>;
     /// The workload checker's result map.
@@ -256,52 +260,120 @@ pub fn by_name(name: &str, opts: &WorkloadOptions) -> Option<Box<dyn Workload>> 
     })
 }
 
-/// JSON types a reply field must have (spec §2.k).
-#[derive(Clone, Copy)]
+/// JSON types a field must have (spec §2.k).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// Any JSON value.
     Any,
     /// An integer, or a float with no fractional part.
     Integer,
+    /// A string.
+    String,
     /// An array.
     Array,
+    /// An object.
+    Object,
 }
 
-/// Checks a reply's `type` and required fields; extra keys are fine.
-pub fn expect_fields(
-    req_type: &str,
-    reply: &Map<String, Value>,
-    fields: &[(&str, Kind)],
-) -> Result<(), String> {
-    let want = format!("{req_type}_ok");
-    match reply.get("type").and_then(Value::as_str) {
-        Some(t) if t == want => {}
-        other => {
-            return Err(format!(
-                "expected type {want:?}, got {}",
-                other.map_or("none".to_string(), |t| format!("{t:?}"))
-            ));
-        }
-    }
-    for (name, kind) in fields {
-        let v = reply
-            .get(*name)
-            .ok_or_else(|| format!("{want} needs a field {name:?}"))?;
-        let fits = match kind {
+impl Kind {
+    /// Whether `v` has this type.
+    pub fn fits(self, v: &Value) -> bool {
+        match self {
             Kind::Any => true,
             Kind::Integer => integer(v).is_some(),
+            Kind::String => v.is_string(),
             Kind::Array => v.is_array(),
-        };
-        if !fits {
-            let expected = match kind {
-                Kind::Any => "any value",
-                Kind::Integer => "an integer",
-                Kind::Array => "an array",
-            };
-            return Err(format!("{want} field {name:?} must be {expected}, got {v}"));
+            Kind::Object => v.is_object(),
         }
     }
-    Ok(())
+
+    /// The type's name, as the docs and error messages write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Any => "any JSON",
+            Kind::Integer => "integer",
+            Kind::String => "string",
+            Kind::Array => "array",
+            Kind::Object => "object",
+        }
+    }
+}
+
+/// One field of a request or reply body.
+#[derive(Debug)]
+pub struct Field {
+    /// The JSON key.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: Kind,
+    /// What it holds.
+    pub about: &'static str,
+}
+
+/// One RPC of a workload's schema (spec §9): the request the workbench sends and the fields
+/// its `<type>_ok` reply must carry. The same table validates replies ([`RpcSpec::check_reply`])
+/// and writes `workloads.md` (`maelstrom doc`), so the docs cannot drift from the checks.
+#[derive(Debug)]
+pub struct RpcSpec {
+    /// The request's `type`; the reply's is this plus `_ok`.
+    pub request: &'static str,
+    /// What the request asks of the node.
+    pub about: &'static str,
+    /// Fields of the request besides `type` and `msg_id`.
+    pub request_fields: &'static [Field],
+    /// Fields the reply must have besides `type` and `in_reply_to`; extra keys are fine.
+    pub reply_fields: &'static [Field],
+}
+
+impl RpcSpec {
+    /// Checks a reply's `type` and required fields; `Err` names the violated rule.
+    pub fn check_reply(&self, reply: &Map<String, Value>) -> Result<(), String> {
+        let want = format!("{}_ok", self.request);
+        match reply.get("type").and_then(Value::as_str) {
+            Some(t) if t == want => {}
+            other => {
+                return Err(format!(
+                    "expected type {want:?}, got {}",
+                    other.map_or("none".to_string(), |t| format!("{t:?}"))
+                ));
+            }
+        }
+        for field in self.reply_fields {
+            let v = reply
+                .get(field.name)
+                .ok_or_else(|| format!("{want} needs a field {:?}", field.name))?;
+            if !field.kind.fits(v) {
+                return Err(format!(
+                    "{want} field {:?} must be {}, got {v}",
+                    field.name,
+                    match field.kind {
+                        Kind::Any => "any value",
+                        Kind::Integer => "an integer",
+                        Kind::String => "a string",
+                        Kind::Array => "an array",
+                        Kind::Object => "an object",
+                    }
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks `reply` against the RPC `request` of `schema`.
+///
+/// # Panics
+/// If the schema does not declare `request`: a workload sent an RPC it did not document.
+pub fn check_reply(
+    schema: &[RpcSpec],
+    request: &str,
+    reply: &Map<String, Value>,
+) -> Result<(), String> {
+    schema
+        .iter()
+        .find(|r| r.request == request)
+        .unwrap_or_else(|| panic!("the workload's schema has no {request:?} RPC"))
+        .check_reply(reply)
 }
 
 /// An integer, accepting integral floats such as `3.0`.
@@ -321,4 +393,88 @@ pub fn body<const N: usize>(msg_type: &str, fields: [(&str, Value); N]) -> Map<S
         m.insert(k.into(), v);
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// Records what a client sends, answering polls with one message so commits follow.
+    struct Recorder(Vec<Map<String, Value>>);
+
+    impl Rpc for Recorder {
+        fn call(
+            &mut self,
+            body: Map<String, Value>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send + '_>> {
+            let reply = match body["type"].as_str() {
+                Some("poll") => Reply::Ok(
+                    serde_json::json!({"type": "poll_ok", "msgs": {"1": [[0, 5]]}})
+                        .as_object()
+                        .unwrap()
+                        .clone(),
+                ),
+                _ => Reply::Timeout,
+            };
+            self.0.push(body);
+            Box::pin(async move { reply })
+        }
+    }
+
+    /// The RPC tables are what the docs print, so every request a workload puts on the wire
+    /// must be declared there, with exactly the declared fields and types.
+    #[test]
+    fn every_request_sent_is_declared_in_the_workload_schema() {
+        let nodes: Vec<String> = (0..3).map(|i| format!("n{i}")).collect();
+        let opts = WorkloadOptions::defaults(nodes, 6);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for name in ALL {
+            let w = by_name(name, &opts).unwrap();
+            let mut rng = ChaCha8Rng::seed_from_u64(7);
+            let mut generator = w.generator();
+            let mut invocations: Vec<Invocation> = (0..2_000)
+                .map(|i| generator.next(&mut rng, i % 6, i as u64))
+                .collect();
+            invocations.extend(generator.final_phase().ops);
+            let mut sent: Vec<Map<String, Value>> = w.setup("n0").into_iter().collect();
+            match w.client() {
+                None => sent.extend(invocations.into_iter().map(|i| i.body)),
+                Some(mut client) => {
+                    let mut rpc = Recorder(vec![]);
+                    for inv in &invocations {
+                        runtime.block_on(client.perform(inv, &mut rpc));
+                    }
+                    sent.extend(rpc.0);
+                }
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for body in sent {
+                let t = body["type"].as_str().unwrap().to_string();
+                let spec = w
+                    .rpcs()
+                    .iter()
+                    .find(|r| r.request == t)
+                    .unwrap_or_else(|| panic!("{name} sends an undeclared {t:?}"));
+                for f in spec.request_fields {
+                    let v = body
+                        .get(f.name)
+                        .unwrap_or_else(|| panic!("{name} {t} lacks {:?}", f.name));
+                    assert!(f.kind.fits(v), "{name} {t}.{} = {v}", f.name);
+                }
+                for k in body.keys() {
+                    assert!(
+                        k == "type" || spec.request_fields.iter().any(|f| f.name == k),
+                        "{name} {t} sends an undeclared field {k:?}"
+                    );
+                }
+                seen.insert(t);
+            }
+            let declared: std::collections::BTreeSet<String> =
+                w.rpcs().iter().map(|r| r.request.to_string()).collect();
+            assert_eq!(seen, declared, "{name}: every declared RPC is sent");
+        }
+    }
 }

@@ -5,7 +5,9 @@
 //! Checked Elle-style (see `checker::elle`). txn-rw-register adds a final phase that reads
 //! every key ever written, so that converged final reads reveal the version order (G0).
 
-use super::{CheckContext, FinalPhase, Generator, Invocation, Workload, body};
+use super::{
+    CheckContext, Field, FinalPhase, Generator, Invocation, Kind, RpcSpec, Workload, body,
+};
 use crate::checker::elle::{self, TxnKind};
 use crate::edn::{Edn, kw};
 use crate::history::Op;
@@ -42,6 +44,40 @@ impl Txn {
         }
     }
 }
+
+const LIST_APPEND_RPCS: &[RpcSpec] = &[RpcSpec {
+    request: "txn",
+    about: "Runs a transaction of reads and appends, in order.",
+    request_fields: &[Field {
+        name: "txn",
+        kind: Kind::Array,
+        about: "micro-ops `[\"r\", k, null]` (read key k) and `[\"append\", k, v]` (append v to \
+                the list at k); integer keys and values",
+    }],
+    reply_fields: &[Field {
+        name: "txn",
+        kind: Kind::Array,
+        about: "the same micro-ops in the same order, each read's `null` replaced by the whole \
+                list (or `null` for a missing key)",
+    }],
+}];
+
+const RW_REGISTER_RPCS: &[RpcSpec] = &[RpcSpec {
+    request: "txn",
+    about: "Runs a transaction of reads and writes, in order.",
+    request_fields: &[Field {
+        name: "txn",
+        kind: Kind::Array,
+        about: "micro-ops `[\"r\", k, null]` (read key k) and `[\"w\", k, v]` (write v to k); \
+                integer keys and values",
+    }],
+    reply_fields: &[Field {
+        name: "txn",
+        kind: Kind::Array,
+        about: "the same micro-ops in the same order, each read's `null` replaced by the value \
+                read (or `null` for a missing key)",
+    }],
+}];
 
 /// The shared key pool and value counters.
 pub struct KeyPool {
@@ -167,6 +203,33 @@ impl Workload for Txn {
         true
     }
 
+    fn about(&self) -> &'static str {
+        match self.kind {
+            TxnKind::ListAppend => {
+                "Transactions over lists: each transaction reads whole lists and appends unique \
+                 values to them, over `--key-count` active integer keys (a key retires after \
+                 `--max-writes-per-key` appends), with up to `--max-txn-length` micro-ops. \
+                 Checked Elle-style for the anomalies `--consistency-models` forbids; cycles \
+                 and their explanations land in `elle/`."
+            }
+            TxnKind::RwRegister => {
+                "Transactions over registers: each transaction reads and writes unique values \
+                 to registers, over `--key-count` active integer keys, with up to \
+                 `--max-txn-length` micro-ops. After a 10 s recovery wait every thread reads \
+                 every key ever written (`:final? true`), so that converged final reads give \
+                 the version order. Checked Elle-style for the anomalies \
+                 `--consistency-models` forbids, G0 included; results land in `elle/`."
+            }
+        }
+    }
+
+    fn rpcs(&self) -> &'static [RpcSpec] {
+        match self.kind {
+            TxnKind::ListAppend => LIST_APPEND_RPCS,
+            TxnKind::RwRegister => RW_REGISTER_RPCS,
+        }
+    }
+
     fn generator(&self) -> Box<dyn Generator> {
         Box::new(Gen {
             pool: KeyPool::new(self.key_count, self.max_writes_per_key),
@@ -177,7 +240,7 @@ impl Workload for Txn {
     }
 
     fn complete(&self, inv: &Invocation, reply: &Map<String, Value>) -> Result<Edn, String> {
-        super::expect_fields("txn", reply, &[("txn", super::Kind::Array)])?;
+        super::check_reply(self.rpcs(), "txn", reply)?;
         let got = reply["txn"].as_array().expect("checked");
         let Edn::Vector(sent) = &inv.value else {
             return Err("the request was not a transaction".into());

@@ -1,7 +1,7 @@
 //! unique-ids (spec §9.2): `{"type":"generate"}` → `{"type":"generate_ok","id":ID}`. Valid when
 //! no two acknowledged ids are equal (compared structurally).
 
-use super::{Generator, Invocation, Kind, Workload, body, expect_fields};
+use super::{Field, Generator, Invocation, Kind, RpcSpec, Workload, body, check_reply};
 use crate::edn::{Edn, map};
 use crate::history::{Op, OpType};
 use rand_chacha::ChaCha8Rng;
@@ -10,6 +10,17 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 pub struct UniqueIds;
+
+const RPCS: &[RpcSpec] = &[RpcSpec {
+    request: "generate",
+    about: "Asks for an id that no other `generate` anywhere in the cluster has returned.",
+    request_fields: &[],
+    reply_fields: &[Field {
+        name: "id",
+        kind: Kind::Any,
+        about: "the id: any JSON value (string, number, array, …), compared structurally",
+    }],
+}];
 
 struct Gen;
 
@@ -59,12 +70,23 @@ impl Workload for UniqueIds {
         true
     }
 
+    fn about(&self) -> &'static str {
+        "A globally unique ID generation workload: clients ask any node for a fresh id. Valid \
+         when no two acknowledged ids are equal; the result counts attempts, acknowledgements \
+         and duplicates and gives the range of ids seen. Meant to be totally available, so \
+         it is often run with `--availability total` under partitions."
+    }
+
+    fn rpcs(&self) -> &'static [RpcSpec] {
+        RPCS
+    }
+
     fn generator(&self) -> Box<dyn Generator> {
         Box::new(Gen)
     }
 
     fn complete(&self, _inv: &Invocation, reply: &Map<String, Value>) -> Result<Edn, String> {
-        expect_fields("generate", reply, &[("id", Kind::Any)])?;
+        check_reply(RPCS, "generate", reply)?;
         Ok(Edn::from_json(&reply["id"]))
     }
 
