@@ -8,7 +8,9 @@
 //! - transactions, 100,000-transaction list-append history (target ≥ 200,000 txn/s; Elle
 //!   reports 100,000–160,000/s); anchor: reading the same history back from EDN text;
 //! - kafka, a 1,000,000-operation history (target < 30 s, bounded memory): time, and how much
-//!   memory the check adds to the history it reads.
+//!   memory the check adds to the history it reads;
+//! - set-full (broadcast, g-set), 10,000 adds each followed by a read of the whole set (50 M
+//!   element observations); anchor: visiting every observation once (summing the elements).
 
 use maelstrom::checker::elle::{self, TxnKind};
 use maelstrom::checker::linear::{self, Budget, Model, Outcome};
@@ -48,7 +50,7 @@ fn main() {
     };
     let mut rows = vec![];
 
-    eprintln!("[1/4] kafka, 1,000,000 operations");
+    eprintln!("[1/5] kafka, 1,000,000 operations");
     let log = synth::kafka(&mut ChaCha8Rng::seed_from_u64(4), 1_000_000, 10, 8);
     let before = rss_mib("VmRSS:");
     // Reset the high-water mark, so the peak below is the check's own.
@@ -64,7 +66,7 @@ fn main() {
     ));
     drop(log);
 
-    eprintln!("[2/4] linearizability, 10 processes, 1,000 ops");
+    eprintln!("[2/5] linearizability, 10 processes, 1,000 ops");
     let concurrent = synth::cas_register(&mut ChaCha8Rng::seed_from_u64(1), 1_000, 10, 0.0, false);
     let sequential = synth::cas_register(&mut ChaCha8Rng::seed_from_u64(1), 1_000, 1, 0.0, true);
     let (t, o) = best_of(5, || {
@@ -93,7 +95,7 @@ fn main() {
         t.as_secs_f64() / anchor.as_secs_f64()
     ));
 
-    eprintln!("[3/4] linearizability, 50 processes, 30 % crashed ops");
+    eprintln!("[3/5] linearizability, 50 processes, 30 % crashed ops");
     let crashed = synth::cas_register(&mut ChaCha8Rng::seed_from_u64(2), 1_000, 50, 0.3, false);
     let (t, o) = best_of(1, || {
         linear::check(
@@ -110,7 +112,7 @@ fn main() {
         outcome_name(&o)
     ));
 
-    eprintln!("[4/4] transactions, 100,000 list-append txns");
+    eprintln!("[4/5] transactions, 100,000 list-append txns");
     let n = 100_000;
     let txns = synth::list_append(&mut ChaCha8Rng::seed_from_u64(3), n, 10, 10);
     let ctx = CheckContext {
@@ -130,6 +132,39 @@ fn main() {
         t.as_secs_f64(),
         r.get("valid?").map(|v| v.to_string()).unwrap_or_default(),
         anchor.as_secs_f64()
+    ));
+
+    eprintln!("[5/5] set-full, 10,000 adds and 10,000 whole-set reads");
+    let set = synth::grow_only_set(10_000);
+    let observations: usize = set
+        .iter()
+        .map(|o| match &o.value {
+            edn::Edn::Vector(v) if o.f == "read" => v.len(),
+            _ => 0,
+        })
+        .sum();
+    let (t, r) = best_of(3, || maelstrom::checker::set_full::check(&set, "add"));
+    let (anchor, _) = best_of(3, || {
+        let mut sum = 0i64;
+        for o in &set {
+            if let edn::Edn::Vector(v) = &o.value {
+                for e in v {
+                    if let edn::Edn::Int(i) = e {
+                        sum = sum.wrapping_add(*i);
+                    }
+                }
+            }
+        }
+        std::hint::black_box(sum)
+    });
+    rows.push(format!(
+        "| set-full, 10,000 adds + 10,000 whole-set reads ({:.0} M observations) | {:.2} s ({:.0} M observations/s), valid? {} | visiting each observation once: {:.3} s (×{:.0}) |",
+        observations as f64 / 1e6,
+        t.as_secs_f64(),
+        observations as f64 / t.as_secs_f64() / 1e6,
+        r.get("valid?").map(|v| v.to_string()).unwrap_or_default(),
+        anchor.as_secs_f64(),
+        t.as_secs_f64() / anchor.as_secs_f64()
     ));
 
     let table = format!(

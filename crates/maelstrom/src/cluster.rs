@@ -236,16 +236,23 @@ impl Cluster {
             }
         });
 
+        let killed = Arc::new(AtomicBool::new(false));
         let out_tail: Tail = Arc::new(Mutex::new(VecDeque::new()));
         let err_tail: Tail = Arc::new(Mutex::new(VecDeque::new()));
         let net = Arc::clone(&self.net);
         let node = id.to_string();
         let tail = Arc::clone(&out_tail);
+        let cut_off = Arc::clone(&killed);
         let out_task = tokio::spawn(async move {
             // Small: 1,000 nodes must fit, and a longer line just takes more reads.
             let mut reader = BufReader::with_capacity(8 << 10, stdout);
             let mut line = Vec::new();
             while read_line(&mut reader, &mut line).await {
+                // A line cut short because we killed the node mid-write is our doing, not the
+                // node's: it is not reported as malformed.
+                if !line.ends_with(b"\n") && cut_off.load(Ordering::SeqCst) {
+                    break;
+                }
                 while matches!(line.last(), Some(b'\n' | b'\r')) {
                     line.pop();
                 }
@@ -281,7 +288,6 @@ impl Cluster {
             }
         });
 
-        let killed = Arc::new(AtomicBool::new(false));
         let reaped = Arc::new(AtomicBool::new(false));
         let (crash_err_tail, crash_log) = (Arc::clone(&err_tail), log_path.clone());
         let (exit_tx, exit_rx) = watch::channel(false);

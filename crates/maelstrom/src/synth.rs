@@ -261,3 +261,25 @@ fn poll_all(
         ),
     ]
 }
+
+/// A broadcast-style grow-only set history: `n` adds of 0, 1, 2, … by process 0, each followed
+/// by a read (process 1) that returns every element added so far, so the reads hold n²/2
+/// element observations in all, as a long broadcast run's do. Valid: nothing is lost.
+pub fn grow_only_set(n: usize) -> Vec<Op> {
+    let mut events = Vec::with_capacity(4 * n);
+    for i in 0..n {
+        let t = 10 * i as u64;
+        push(
+            &mut events,
+            op(OpType::Invoke, "add", Edn::Int(i as i64), t, 0),
+        );
+        push(
+            &mut events,
+            op(OpType::Ok, "add", Edn::Int(i as i64), t + 1, 0),
+        );
+        let all = Edn::Vector((0..=i as i64).map(Edn::Int).collect());
+        push(&mut events, op(OpType::Invoke, "read", Edn::Nil, t + 2, 1));
+        push(&mut events, op(OpType::Ok, "read", all, t + 3, 1));
+    }
+    finish(events)
+}

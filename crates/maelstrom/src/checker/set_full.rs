@@ -2,19 +2,43 @@
 //! every later read?
 //!
 //! Reads count only when `:ok`, placed at their invocation time. Each element's reads are
-//! walked backwards from the newest, so the work is linear in the total size of the reads.
+//! walked backwards from the newest, so the work is linear in the total size of the reads —
+//! which grows with the square of the run's length (every read returns the whole set), so each
+//! element observation costs one integer hash lookup and no allocation.
 
 use crate::checker::{quantiles, unknown};
 use crate::edn::{Edn, map};
 use crate::history::{self, Op, OpType};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 const MS: u64 = 1_000_000;
+
+/// Dense ids for elements. Broadcast and g-set values are integers in practice, interned
+/// without formatting; any other value by its EDN text (how values compare).
+#[derive(Default)]
+struct Elements<'a> {
+    ints: HashMap<i64, u32>,
+    others: HashMap<String, u32>,
+    values: Vec<&'a Edn>,
+}
+
+impl<'a> Elements<'a> {
+    fn id(&mut self, v: &'a Edn) -> u32 {
+        let next = self.values.len() as u32;
+        let id = match v {
+            Edn::Int(i) => *self.ints.entry(*i).or_insert(next),
+            other => *self.others.entry(other.to_string()).or_insert(next),
+        };
+        if id == next {
+            self.values.push(v);
+        }
+        id
+    }
+}
 
 /// Checks a history whose additions have `:f add_f` and whose reads are `:f :read`.
 pub fn check(ops: &[Op], add_f: &str) -> Edn {
     let pairs = history::pairs(ops);
-    let key = |e: &Edn| e.to_string();
     // Reads: (invocation time, completion time, elements), by invocation time.
     let mut reads: Vec<(u64, u64, &Vec<Edn>)> = pairs
         .iter()
@@ -28,44 +52,52 @@ pub fn check(ops: &[Op], add_f: &str) -> Edn {
         .collect();
     reads.sort_by_key(|r| r.0);
 
-    let mut elements: BTreeMap<String, Edn> = BTreeMap::new();
-    let mut known: HashMap<String, u64> = HashMap::new();
+    let mut elements = Elements::default();
+    // Per element id: when it became known (its first :ok add, or first read).
+    let mut known: Vec<Option<u64>> = Vec::new();
     let mut attempts = 0i64;
     for (inv, done) in &pairs {
         if inv.f == add_f {
             attempts += 1;
-            elements
-                .entry(key(&inv.value))
-                .or_insert_with(|| inv.value.clone());
+            let id = elements.id(&inv.value) as usize;
+            known.resize(elements.values.len(), None);
             if let Some(c) = done.filter(|c| c.op_type == OpType::Ok) {
-                let k = known.entry(key(&inv.value)).or_insert(c.time);
-                *k = (*k).min(c.time);
+                known[id] = Some(known[id].map_or(c.time, |k| k.min(c.time)));
             }
         }
     }
     // Which reads contain each element, in read order; duplicates within a read.
-    let mut containing: HashMap<String, Vec<usize>> = HashMap::new();
-    let mut duplicated: BTreeMap<String, Edn> = BTreeMap::new();
+    let mut containing: Vec<Vec<u32>> = Vec::new();
+    let mut duplicated: BTreeSet<u32> = BTreeSet::new();
+    // The last read (index + 1) each element was seen in, to spot duplicates without a set.
+    let mut last_seen_in: Vec<u32> = Vec::new();
     for (i, (_, done_at, vals)) in reads.iter().enumerate() {
-        let mut seen = std::collections::HashSet::new();
+        let read = i as u32 + 1;
         for v in vals.iter() {
-            let k = key(v);
-            if !seen.insert(k.clone()) {
-                duplicated.insert(k.clone(), v.clone());
+            let id = elements.id(v) as usize;
+            if id >= containing.len() {
+                let n = elements.values.len();
+                known.resize(n, None);
+                containing.resize(n, Vec::new());
+                last_seen_in.resize(n, 0);
+            }
+            if last_seen_in[id] == read {
+                duplicated.insert(id as u32);
                 continue;
             }
-            let k_time = known.entry(k.clone()).or_insert(*done_at);
-            *k_time = (*k_time).min(*done_at);
-            elements.entry(k.clone()).or_insert_with(|| v.clone());
-            containing.entry(k).or_default().push(i);
+            last_seen_in[id] = read;
+            known[id] = Some(known[id].map_or(*done_at, |k| k.min(*done_at)));
+            containing[id].push(i as u32);
         }
     }
+    containing.resize(elements.values.len(), Vec::new());
 
     let (mut stable, mut lost, mut never, mut stale) = (vec![], vec![], vec![], vec![]);
     let (mut stable_lat, mut lost_lat) = (vec![], vec![]);
     let mut worst: Vec<(i64, Edn)> = vec![];
-    for (k, elem) in &elements {
-        let Some(&k_time) = known.get(k) else {
+    for (id, elem) in elements.values.iter().enumerate() {
+        let elem = *elem;
+        let Some(k_time) = known[id] else {
             never.push(elem.clone());
             continue;
         };
@@ -75,12 +107,15 @@ pub fn check(ops: &[Op], add_f: &str) -> Edn {
             never.push(elem.clone());
             continue;
         }
-        let hits = containing.get(k).map(Vec::as_slice).unwrap_or(&[]);
-        let last_present = hits.last().filter(|&&i| i >= first_relevant).copied();
+        let hits = &containing[id];
+        let last_present = hits
+            .last()
+            .map(|&i| i as usize)
+            .filter(|&i| i >= first_relevant);
         let mut j = hits.len();
         let mut last_absent = None;
         for r in (first_relevant..reads.len()).rev() {
-            if j > 0 && hits[j - 1] == r {
+            if j > 0 && hits[j - 1] as usize == r {
                 j -= 1;
             } else {
                 last_absent = Some(r);
@@ -112,7 +147,7 @@ pub fn check(ops: &[Op], add_f: &str) -> Edn {
             }
         }
     }
-    worst.sort_by_key(|w| std::cmp::Reverse(w.0));
+    worst.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| crate::edn::order(&a.1, &b.1)));
     for list in [&mut lost, &mut never, &mut stale] {
         list.sort_by(crate::edn::order);
     }
@@ -143,7 +178,10 @@ pub fn check(ops: &[Op], add_f: &str) -> Edn {
         out.push("lost-latencies", quantiles(&mut lost_lat));
     }
     out.push("duplicated-count", Edn::Int(duplicated.len() as i64));
-    let mut duplicated: Vec<Edn> = duplicated.into_values().collect();
+    let mut duplicated: Vec<Edn> = duplicated
+        .into_iter()
+        .map(|id| elements.values[id as usize].clone())
+        .collect();
     duplicated.sort_by(crate::edn::order);
     out.push("duplicated", Edn::Vector(duplicated));
     out
