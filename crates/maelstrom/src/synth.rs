@@ -172,6 +172,46 @@ pub fn list_append(rng: &mut ChaCha8Rng, n: usize, concurrency: usize, keys: i64
     finish(events)
 }
 
+/// A txn-rw-register history of `n` transactions (1–4 micro-ops over `keys` keys) by
+/// `concurrency` overlapping processes, strict serializable by construction. Each key's writes
+/// are 1, 2, 3, … (unique, as the workload's are); a read returns the key's current value, nil
+/// before the first write.
+pub fn rw_register(rng: &mut ChaCha8Rng, n: usize, concurrency: usize, keys: i64) -> Vec<Op> {
+    let mut events = Vec::with_capacity(2 * n);
+    let mut current: Vec<Option<i64>> = vec![None; keys as usize];
+    let half = (concurrency as u64 * 10) / 2 - 1;
+    for i in 0..n {
+        let at = 100 + i as u64 * 10;
+        let (inv, done) = (at - rng.gen_range(0..=half), at + rng.gen_range(0..=half));
+        let (mut invoked, mut completed) = (vec![], vec![]);
+        for _ in 0..rng.gen_range(1..=4) {
+            let k = rng.gen_range(0..keys);
+            let slot = &mut current[k as usize];
+            if rng.gen_bool(0.5) {
+                let read = slot.map_or(Edn::Nil, Edn::Int);
+                invoked.push(Edn::Vector(vec![kw("r"), Edn::Int(k), Edn::Nil]));
+                completed.push(Edn::Vector(vec![kw("r"), Edn::Int(k), read]));
+            } else {
+                let v = slot.map_or(1, |v| v + 1);
+                *slot = Some(v);
+                let m = Edn::Vector(vec![kw("w"), Edn::Int(k), Edn::Int(v)]);
+                invoked.push(m.clone());
+                completed.push(m);
+            }
+        }
+        let process = (i % concurrency) as u64;
+        push(
+            &mut events,
+            op(OpType::Invoke, "txn", Edn::Vector(invoked), inv, process),
+        );
+        push(
+            &mut events,
+            op(OpType::Ok, "txn", Edn::Vector(completed), done, process),
+        );
+    }
+    finish(events)
+}
+
 /// A kafka history of `n` operations: producers send to `keys` keys, consumers poll each key
 /// in order, five messages at a time, and finally drain every key (as the workload's final
 /// phase does); valid by construction.

@@ -351,3 +351,22 @@ fn an_operation_invoked_twice_by_one_process_is_an_error() {
             .contains("nested more than")
     );
 }
+
+#[test]
+fn dirty_update_builds_on_a_failed_append() {
+    // T0's append of 1 failed, yet T1's committed append of 2 came right after it in the
+    // version order that T2 read: T1 updated state that was aborted.
+    let r = check_with(
+        TxnKind::ListAppend,
+        "read-committed",
+        &[
+            T(0, "fail", "[[:append 1 1]]", 0, 1),
+            T(1, "ok", "[[:append 1 2]]", 2, 3),
+            T(2, "ok", "[[:r 1 [1 2]]]", 4, 5),
+        ],
+        &[],
+    );
+    assert!(has(&r, "dirty-update"), "{}", r.pretty());
+    assert!(has(&r, "G1a"), "T2 also read the aborted 1: {}", r.pretty());
+    assert_eq!(r.get("valid?"), Some(&Edn::Bool(false)));
+}

@@ -689,7 +689,7 @@ fn a_terminal_gets_a_live_progress_line() {
 }
 
 #[test]
-fn lin_kv_and_transactional_nodes_are_judged() {
+fn lin_kv_kafka_and_transactional_nodes_are_judged() {
     let py = |f: &str| fixture(&format!("python/{f}"));
     let runs = all(vec![
         cmd(
@@ -705,6 +705,10 @@ fn lin_kv_and_transactional_nodes_are_judged() {
             &py("txn_rw_register.py"),
         ),
         cmd(
+            "-w kafka --node-count 1 --concurrency 2n --rate 100 --time-limit 5",
+            &py("kafka.py"),
+        ),
+        cmd(
             "-w lin-kv --node-count 3 --concurrency 2n --rate 50 --time-limit 5",
             &py("broken_lin_kv.py"),
         ),
@@ -716,10 +720,22 @@ fn lin_kv_and_transactional_nodes_are_judged() {
             "-w txn-rw-register --node-count 2 --concurrency 2n --rate 100 --time-limit 4",
             &py("broken_txn.py"),
         ),
+        cmd(
+            "-w kafka --node-count 1 --concurrency 2n --rate 100 --time-limit 5",
+            &py("broken_kafka.py"),
+        ),
     ]);
-    assert_all(&runs[..3], 0);
-    assert_all(&runs[3..], 1);
-    let linkv = &runs[3].1;
+    assert_all(&runs[..4], 0);
+    assert_all(&runs[4..], 1);
+    let kafka = runs[7].1.results();
+    assert!(
+        kafka["workload"]["bad-error-types"]
+            .to_string()
+            .contains("lost-write"),
+        "{}",
+        kafka["workload"]
+    );
+    let linkv = &runs[4].1;
     let failures = linkv.results()["workload"]["failures"]
         .as_array()
         .unwrap()
@@ -738,7 +754,7 @@ fn lin_kv_and_transactional_nodes_are_judged() {
             "independent/{key}/{f}"
         );
     }
-    let txn = &runs[4].1;
+    let txn = &runs[5].1;
     let types = txn.results()["workload"]["anomaly-types"]
         .as_array()
         .unwrap()

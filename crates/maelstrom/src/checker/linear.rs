@@ -542,6 +542,15 @@ mod tests {
             op(Ok, 1, "read", i(1), 3),
         ];
         assert!(matches!(run(&from_nil), Outcome::Linearizable));
+        // A read of nil (a key not found, as the original's lin-kv reports it) is accepted
+        // in any state.
+        let nil_read = [
+            op(Invoke, 0, "write", i(1), 0),
+            op(Ok, 0, "write", i(1), 1),
+            op(Invoke, 1, "read", Edn::Nil, 2),
+            op(Ok, 1, "read", Edn::Nil, 3),
+        ];
+        assert!(matches!(run(&nil_read), Outcome::Linearizable));
         // A :fail write did not happen.
         let failed = [
             op(Invoke, 0, "write", i(3), 0),
@@ -583,6 +592,14 @@ mod tests {
         assert!(matches!(
             check(&ops, Model::CasRegister, None, &plain_op, tiny),
             Outcome::Unknown("out-of-memory")
+        ));
+        let no_time = Budget {
+            time: Duration::ZERO,
+            memory: 1 << 30,
+        };
+        assert!(matches!(
+            check(&ops, Model::CasRegister, None, &plain_op, no_time),
+            Outcome::Unknown("timeout")
         ));
     }
 }
