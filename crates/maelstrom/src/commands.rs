@@ -55,7 +55,8 @@ pub fn check(args: CheckArgs) -> Result<i32, UsageError> {
         std::fs::read_to_string(&args.file)
             .map_err(|e| UsageError(format!("cannot read {}: {e}", args.file)))?
     };
-    let forms = edn::parse_all(&text).map_err(|e| UsageError(format!("{}: {e}", args.file)))?;
+    let (forms, lines) =
+        edn::parse_with_lines(&text).map_err(|e| UsageError(format!("{}: {e}", args.file)))?;
     let flat: Vec<Edn> = match forms.as_slice() {
         [Edn::Vector(items)] => items.clone(),
         _ => forms.clone(),
@@ -114,7 +115,7 @@ pub fn check(args: CheckArgs) -> Result<i32, UsageError> {
     };
     let (ops, result_key, result): (Vec<Op>, &str, Edn) = match mode {
         Mode::Register(model) => {
-            let ops = history::from_edn(forms, None, Some(&["read", "write", "cas"]))
+            let ops = history::from_edn_at(forms, &lines, None, Some(&["read", "write", "cas"]))
                 .map_err(|e| UsageError(format!("{}: {e}", args.file)))?;
             let budget = linear::Budget {
                 time: ctx.timeout,
@@ -125,7 +126,7 @@ pub fn check(args: CheckArgs) -> Result<i32, UsageError> {
         }
         Mode::Workload(w) => {
             let fs = w.functions();
-            let ops = history::from_edn(forms, fs.first().copied(), Some(fs))
+            let ops = history::from_edn_at(forms, &lines, fs.first().copied(), Some(fs))
                 .map_err(|e| UsageError(format!("{}: {e}", args.file)))?;
             let r = analysis::run_checker(w.as_ref(), &ops, &ctx);
             (ops, "workload", r)
@@ -223,9 +224,9 @@ pub fn analyze(args: AnalyzeArgs) -> Result<i32, UsageError> {
             dir.display()
         ))
     })?;
-    let forms = edn::parse_all(&read("history.edn")?)
+    let (forms, lines) = edn::parse_with_lines(&read("history.edn")?)
         .map_err(|e| UsageError(format!("history.edn: {e}")))?;
-    let ops = history::from_edn(forms, None, None)
+    let ops = history::from_edn_at(forms, &lines, None, None)
         .map_err(|e| UsageError(format!("history.edn: {e}")))?;
     let old: serde_json::Value = read("results.json")
         .ok()

@@ -371,20 +371,37 @@ mod tests {
 /// (as strings), vectors, lists (as vectors), maps, sets, `;` comments, `#_` discards, and
 /// tagged literals such as `#jepsen.history.Op{…}` (the tag is dropped).
 pub fn parse_all(text: &str) -> Result<Vec<Edn>, String> {
+    parse_with_lines(text).map(|(forms, _)| forms)
+}
+
+/// Like [`parse_all`], also giving the line on which each history operation starts: each
+/// top-level form's, or, when the text is one vector, each of its items' (the two layouts
+/// Jepsen writes), so that a bad operation can be named by its line.
+pub fn parse_with_lines(text: &str) -> Result<(Vec<Edn>, Vec<usize>), String> {
     let mut r = Reader {
         s: text.as_bytes(),
         i: 0,
         line: 1,
         depth: 0,
+        item_lines: Vec::new(),
     };
     let mut out = Vec::new();
+    let mut top_lines = Vec::new();
     loop {
         r.skip_ws();
         if r.i >= r.s.len() {
-            return Ok(out);
+            let lines = match out.as_slice() {
+                [Edn::Vector(items)] if items.iter().all(|i| matches!(i, Edn::Map(_))) => {
+                    r.item_lines
+                }
+                _ => top_lines,
+            };
+            return Ok((out, lines));
         }
+        let line = r.line;
         if let Some(v) = r.form()? {
             out.push(v);
+            top_lines.push(line);
         }
     }
 }
@@ -395,6 +412,8 @@ struct Reader<'a> {
     line: usize,
     /// Nesting depth, bounded so hostile input cannot overflow the stack.
     depth: usize,
+    /// Start lines of the items of top-level collections.
+    item_lines: Vec<usize>,
 }
 
 /// The deepest nesting read.
@@ -542,8 +561,12 @@ impl Reader<'_> {
                     return Ok(items);
                 }
                 _ => {
+                    let line = self.line;
                     if let Some(v) = self.form()? {
                         items.push(v);
+                        if self.depth == 1 {
+                            self.item_lines.push(line);
+                        }
                     }
                 }
             }

@@ -252,6 +252,21 @@ pub fn from_edn(
     default_f: Option<&'static str>,
     functions: Option<&[&str]>,
 ) -> Result<Vec<Op>, String> {
+    from_edn_at(forms, &[], default_f, functions)
+}
+
+/// [`from_edn`], where `lines[n]` is the line on which op `n` starts (from
+/// [`crate::edn::parse_with_lines`]), so that each error names the line at fault.
+pub fn from_edn_at(
+    forms: Vec<Edn>,
+    lines: &[usize],
+    default_f: Option<&'static str>,
+    functions: Option<&[&str]>,
+) -> Result<Vec<Op>, String> {
+    let at = |n: usize| match lines.get(n) {
+        Some(line) => format!("line {line} (op {n})"),
+        None => format!("op {n}"),
+    };
     let maps: Vec<Edn> = match forms.as_slice() {
         [Edn::Vector(items)] if items.iter().all(|i| matches!(i, Edn::Map(_))) => items.clone(),
         _ => forms,
@@ -261,7 +276,8 @@ pub fn from_edn(
     for (n, m) in maps.into_iter().enumerate() {
         if !matches!(m, Edn::Map(_)) {
             return Err(format!(
-                "op {n}: expected a map like {{:type :invoke, :f :read, :value nil, :process 0}}, got {m}"
+                "{}: expected a map like {{:type :invoke, :f :read, :value nil, :process 0}}, got {m}",
+                at(n)
             ));
         }
         let op_type = match m.get("type") {
@@ -271,7 +287,8 @@ pub fn from_edn(
             Some(Edn::Keyword(k)) if k == "info" => OpType::Info,
             other => {
                 return Err(format!(
-                    "op {n}: :type must be :invoke, :ok, :fail or :info, got {}",
+                    "{}: :type must be :invoke, :ok, :fail or :info, got {}",
+                    at(n),
                     other.map_or("nothing".into(), Edn::to_string)
                 ));
             }
@@ -287,11 +304,12 @@ pub fn from_edn(
                 Some(f) => f,
                 None => {
                     return Err(format!(
-                        "op {n}: it has no :f, and this check has no usual function"
+                        "{}: it has no :f, and this check has no usual function",
+                        at(n)
                     ));
                 }
             },
-            Some(other) => return Err(format!("op {n}: :f must be a keyword, got {other}")),
+            Some(other) => return Err(format!("{}: :f must be a keyword, got {other}", at(n))),
         };
         if functions.is_some_and(|fs| !fs.contains(&f)) {
             continue;
@@ -311,7 +329,8 @@ pub fn from_edn(
                     format!("process {p}")
                 };
                 return Err(format!(
-                    "op {n}: {who} invoked an operation before its previous one completed; give concurrent operations distinct :process values"
+                    "{}: {who} invoked an operation before its previous one completed; give concurrent operations distinct :process values",
+                    at(n)
                 ));
             }
         }
@@ -325,7 +344,11 @@ pub fn from_edn(
             value: m.get("value").cloned().unwrap_or(Edn::Nil),
             time,
             process,
-            index: ops.len() as u64,
+            // Jepsen's index counts every op of the history, nemesis ones included.
+            index: match m.get("index") {
+                Some(Edn::Int(i)) if *i >= 0 => *i as u64,
+                _ => n as u64,
+            },
             error: m.get("error").cloned(),
             is_final: matches!(m.get("final?"), Some(Edn::Bool(true))),
         });

@@ -40,7 +40,16 @@ fn elle_check_kind(ops: &[Op], kind: TxnKind) -> Edn {
 /// A transaction op from its micro-ops written as EDN.
 fn txn(op_type: OpType, process: u64, mops: &str, time: u64, is_final: bool) -> Op {
     let forms = maelstrom::edn::parse_all(mops).unwrap();
-    Op { op_type, f: "txn", value: forms[0].clone(), time, process: maelstrom::history::Process::Client(process), index: 0, error: None, is_final }
+    Op {
+        op_type,
+        f: "txn",
+        value: forms[0].clone(),
+        time,
+        process: maelstrom::history::Process::Client(process),
+        index: 0,
+        error: None,
+        is_final,
+    }
 }
 
 proptest! {

@@ -834,6 +834,34 @@ fn check_reads_jepsen_histories_and_explains_bad_input() {
     let run = check_file("[{:process 0 :type :invoke}\n{:oops}", &[]);
     assert_eq!(run.code, 254);
     assert!(run.stderr.contains("h.edn: line 2"), "{}", run.stderr);
+    let run = check_file(
+        "{:process 0 :type :invoke :f :read}\n; a comment\n{:process 0 :type :okay :f :read}",
+        &[],
+    );
+    assert_eq!(run.code, 254);
+    assert!(
+        run.stderr
+            .contains("h.edn: line 3 (op 1): :type must be :invoke, :ok, :fail or :info"),
+        "{}",
+        run.stderr
+    );
+    let run = check_file(
+        "[{:process 0 :type :invoke :f :read}\n {:process 0 :type :ok :f :read :value 7}\n {:process 0 :type :ok :f :read}]",
+        &[],
+    );
+    assert_eq!(run.code, 1, "7 was never written: {}", run.explain());
+    assert!(
+        run.stdout
+            .contains(":value 7, :time 1, :process 0, :index 1}")
+    );
+    let run = check_file("[70 :invoke :read nil]\n[70 :ok :read nil]", &[]);
+    assert_eq!(run.code, 254);
+    assert!(
+        run.stderr
+            .contains("h.edn: line 1 (op 0): expected a map like"),
+        "{}",
+        run.stderr
+    );
     let run = check_file("[]", &["-w", "no-such-workload"]);
     assert_eq!(run.code, 254);
     assert!(run.stderr.contains("Unknown workload"));
