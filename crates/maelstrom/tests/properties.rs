@@ -37,6 +37,18 @@ fn elle_check_kind(ops: &[Op], kind: TxnKind) -> Edn {
     elle::check(ops, kind, &ctx)
 }
 
+/// Valid with no anomaly; or, when no transaction relates to another (a tiny history),
+/// unknown for that reason alone, as Elle says.
+fn no_anomaly(r: &Edn) -> bool {
+    match (r.get("valid?"), r.get("anomaly-types")) {
+        (Some(Edn::Bool(true)), Some(Edn::Vector(v))) => v.is_empty(),
+        (Some(unknown), Some(Edn::Vector(v))) if *unknown == kw("unknown") => {
+            *v == vec![kw("empty-transaction-graph")]
+        }
+        _ => false,
+    }
+}
+
 /// A transaction op from its micro-ops written as EDN.
 fn txn(op_type: OpType, process: u64, mops: &str, time: u64, is_final: bool) -> Op {
     let forms = maelstrom::edn::parse_all(mops).unwrap();
@@ -89,8 +101,7 @@ proptest! {
     fn serial_transaction_executions_are_strict_serializable(seed: u64, n in 1usize..400, concurrency in 1usize..10, keys in 1i64..8) {
         let ops = synth::list_append(&mut ChaCha8Rng::seed_from_u64(seed), n, concurrency, keys);
         let r = elle_check(&ops);
-        prop_assert_eq!(r.get("valid?"), Some(&Edn::Bool(true)), "{}", r.pretty());
-        prop_assert_eq!(r.get("anomaly-types"), Some(&Edn::Vector(vec![])));
+        prop_assert!(no_anomaly(&r), "{}", r.pretty());
     }
 
     #[test]
@@ -148,8 +159,7 @@ proptest! {
     fn serial_rw_register_executions_are_strict_serializable(seed: u64, n in 1usize..400, concurrency in 1usize..10, keys in 1i64..8) {
         let ops = synth::rw_register(&mut ChaCha8Rng::seed_from_u64(seed), n, concurrency, keys);
         let r = elle_check_kind(&ops, TxnKind::RwRegister);
-        prop_assert_eq!(r.get("valid?"), Some(&Edn::Bool(true)), "{}", r.pretty());
-        prop_assert_eq!(r.get("anomaly-types"), Some(&Edn::Vector(vec![])));
+        prop_assert!(no_anomaly(&r), "{}", r.pretty());
     }
 
     #[test]
