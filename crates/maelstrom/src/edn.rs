@@ -384,6 +384,7 @@ pub fn parse_with_lines(text: &str) -> Result<(Vec<Edn>, Vec<usize>), String> {
         line: 1,
         depth: 0,
         item_lines: Vec::new(),
+        item_lines_wanted: true,
     };
     let mut out = Vec::new();
     let mut top_lines = Vec::new();
@@ -402,6 +403,8 @@ pub fn parse_with_lines(text: &str) -> Result<(Vec<Edn>, Vec<usize>), String> {
         if let Some(v) = r.form()? {
             out.push(v);
             top_lines.push(line);
+            // Item lines matter only when the first form is the whole history.
+            r.item_lines_wanted = false;
         }
     }
 }
@@ -412,8 +415,9 @@ struct Reader<'a> {
     line: usize,
     /// Nesting depth, bounded so hostile input cannot overflow the stack.
     depth: usize,
-    /// Start lines of the items of top-level collections.
+    /// Start lines of the items of the first top-level collection.
     item_lines: Vec<usize>,
+    item_lines_wanted: bool,
 }
 
 /// The deepest nesting read.
@@ -564,7 +568,7 @@ impl Reader<'_> {
                     let line = self.line;
                     if let Some(v) = self.form()? {
                         items.push(v);
-                        if self.depth == 1 {
+                        if self.depth == 1 && self.item_lines_wanted {
                             self.item_lines.push(line);
                         }
                     }
@@ -660,6 +664,14 @@ mod parse_tests {
                 Edn::Str("sym".into())
             ])
         );
+    }
+
+    #[test]
+    fn op_lines_in_both_history_layouts() {
+        let (_, lines) = parse_with_lines("{:a 1}\n; note\n{:a 2\n :b 3}\n\n{:a 4}").unwrap();
+        assert_eq!(lines, [1, 3, 6]);
+        let (_, lines) = parse_with_lines("; h\n[{:a 1}\n {:a 2}\n\n {:a [3\n 4]}]").unwrap();
+        assert_eq!(lines, [2, 3, 5]);
     }
 
     #[test]

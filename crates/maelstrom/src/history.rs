@@ -193,6 +193,16 @@ pub fn to_txt(ops: &[Op]) -> String {
 /// Pairs each client invocation with its completion (by process), in invocation order.
 /// An invocation without completion (the test ended first) gets `None`.
 pub fn pairs(ops: &[Op]) -> Vec<(&Op, Option<&Op>)> {
+    pair_up(ops, false)
+}
+
+/// [`pairs`], plus each completion that has no invocation (histories of `:ok` ops alone, as
+/// Elle's own tests write them), paired with itself.
+pub fn pairs_with_lone_completions(ops: &[Op]) -> Vec<(&Op, Option<&Op>)> {
+    pair_up(ops, true)
+}
+
+fn pair_up(ops: &[Op], keep_lone: bool) -> Vec<(&Op, Option<&Op>)> {
     let mut open: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
     let mut out: Vec<(&Op, Option<&Op>)> = Vec::new();
     for op in ops {
@@ -204,6 +214,8 @@ pub fn pairs(ops: &[Op]) -> Vec<(&Op, Option<&Op>)> {
             out.push((op, None));
         } else if let Some(i) = open.remove(&p) {
             out[i].1 = Some(op);
+        } else if keep_lone {
+            out.push((op, Some(op)));
         }
     }
     out

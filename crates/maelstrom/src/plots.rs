@@ -210,26 +210,19 @@ fn latency_raw(pairs: &[(&Op, &Op)], end_s: f64, shading: &[(&str, &str, f64, f6
     }
     let mut ly = H / 2.0;
     for (k, f) in fs.iter().enumerate() {
-        let _ = write!(
-            s,
-            r#"<text x="{}" y="{ly}">{} {f}</text>"#,
-            W - RIGHT + 12.0,
-            ["●", "■", "▲"][k % 3]
+        legend_line(
+            &mut s,
+            &mut ly,
+            None,
+            &format!("{} {f}", ["●", "■", "▲"][k % 3]),
         );
-        ly += 16.0;
     }
     for (t, name) in [
         (OpType::Ok, "ok"),
         (OpType::Info, "info"),
         (OpType::Fail, "fail"),
     ] {
-        let _ = write!(
-            s,
-            r#"<text x="{}" y="{ly}" fill="{}">■ {name}</text>"#,
-            W - RIGHT + 12.0,
-            colour(t)
-        );
-        ly += 16.0;
+        legend_line(&mut s, &mut ly, Some(colour(t)), &format!("■ {name}"));
     }
     s.push_str("</svg>\n");
     s
@@ -322,21 +315,15 @@ fn latency_quantiles(
     }
     let mut ly = H / 2.0;
     for (_, name, colour) in QUANTILES {
-        let _ = write!(
-            s,
-            r#"<text x="{}" y="{ly}" fill="{colour}">— quantile {name}</text>"#,
-            W - RIGHT + 12.0
-        );
-        ly += 16.0;
+        legend_line(&mut s, &mut ly, Some(colour), &format!("— quantile {name}"));
     }
     for (fi, f) in fs.iter().enumerate() {
-        let _ = write!(
-            s,
-            r#"<text x="{}" y="{ly}">{} {f}</text>"#,
-            W - RIGHT + 12.0,
-            ["solid", "dashed", "dotted"][fi % 3]
+        legend_line(
+            &mut s,
+            &mut ly,
+            None,
+            &format!("{} {f}", ["solid", "dashed", "dotted"][fi % 3]),
         );
-        ly += 16.0;
     }
     s.push_str("</svg>\n");
     s
@@ -387,12 +374,7 @@ fn rate(pairs: &[(&Op, &Op)], end_s: f64, shading: &[(&str, &str, f64, f64)]) ->
             r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="1.5"{dash}/>"#,
             pts.join(" ")
         );
-        let _ = write!(
-            s,
-            r#"<text x="{}" y="{ly}" fill="{colour}">{f} {t}</text>"#,
-            W - RIGHT + 12.0
-        );
-        ly += 16.0;
+        legend_line(&mut s, &mut ly, Some(colour), &format!("{f} {t}"));
     }
     s.push_str("</svg>\n");
     s
@@ -459,4 +441,15 @@ pub(crate) fn timeline(ops: &[Op]) -> String {
     }
     s.push_str("</div></body></html>\n");
     s
+}
+
+/// One line of a plot's legend, right of the plot area, at `ly`; moves `ly` to the next line.
+fn legend_line(s: &mut String, ly: &mut f64, fill: Option<&str>, text: &str) {
+    let fill = fill.map_or(String::new(), |c| format!(r#" fill="{c}""#));
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="{ly}"{fill}>{text}</text>"#,
+        W - RIGHT + 12.0
+    );
+    *ly += 16.0;
 }

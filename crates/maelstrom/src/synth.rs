@@ -127,16 +127,11 @@ pub fn cas_register(
 /// workload, a key that has had 16 appends retires for a fresh one, so lists stay short.
 pub fn list_append(rng: &mut ChaCha8Rng, n: usize, concurrency: usize, keys: i64) -> Vec<Op> {
     const MAX_WRITES: i64 = 16;
-    let mut events = Vec::with_capacity(2 * n);
     let mut lists: Vec<Vec<i64>> = vec![Vec::new(); keys as usize];
     let mut next = vec![0i64; keys as usize];
     let mut ids: Vec<i64> = (0..keys).collect();
     let mut fresh = keys;
-    let half = (concurrency as u64 * 10) / 2 - 1;
-    for i in 0..n {
-        let at = 100 + i as u64 * 10;
-        let (inv, done) = (at - rng.gen_range(0..=half), at + rng.gen_range(0..=half));
-        let process = (i % concurrency) as u64;
+    transactions(rng, n, concurrency, |rng| {
         let (mut invoked, mut completed) = (vec![], vec![]);
         for _ in 0..rng.gen_range(1..=4) {
             let slot = rng.gen_range(0..keys) as usize;
@@ -160,16 +155,8 @@ pub fn list_append(rng: &mut ChaCha8Rng, n: usize, concurrency: usize, keys: i64
                 }
             }
         }
-        push(
-            &mut events,
-            op(OpType::Invoke, "txn", Edn::Vector(invoked), inv, process),
-        );
-        push(
-            &mut events,
-            op(OpType::Ok, "txn", Edn::Vector(completed), done, process),
-        );
-    }
-    finish(events)
+        (invoked, completed)
+    })
 }
 
 /// A txn-rw-register history of `n` transactions (1–4 micro-ops over `keys` keys) by
@@ -177,12 +164,8 @@ pub fn list_append(rng: &mut ChaCha8Rng, n: usize, concurrency: usize, keys: i64
 /// are 1, 2, 3, … (unique, as the workload's are); a read returns the key's current value, nil
 /// before the first write.
 pub fn rw_register(rng: &mut ChaCha8Rng, n: usize, concurrency: usize, keys: i64) -> Vec<Op> {
-    let mut events = Vec::with_capacity(2 * n);
     let mut current: Vec<Option<i64>> = vec![None; keys as usize];
-    let half = (concurrency as u64 * 10) / 2 - 1;
-    for i in 0..n {
-        let at = 100 + i as u64 * 10;
-        let (inv, done) = (at - rng.gen_range(0..=half), at + rng.gen_range(0..=half));
+    transactions(rng, n, concurrency, |rng| {
         let (mut invoked, mut completed) = (vec![], vec![]);
         for _ in 0..rng.gen_range(1..=4) {
             let k = rng.gen_range(0..keys);
@@ -199,7 +182,26 @@ pub fn rw_register(rng: &mut ChaCha8Rng, n: usize, concurrency: usize, keys: i64
                 completed.push(m);
             }
         }
+        (invoked, completed)
+    })
+}
+
+/// `n` committed transactions by `concurrency` overlapping processes: transaction i takes
+/// effect at 100 + 10·i, inside its invocation–completion window. `txn` runs each one in
+/// order, giving its micro-ops as invoked and as completed.
+fn transactions(
+    rng: &mut ChaCha8Rng,
+    n: usize,
+    concurrency: usize,
+    mut txn: impl FnMut(&mut ChaCha8Rng) -> (Vec<Edn>, Vec<Edn>),
+) -> Vec<Op> {
+    let mut events = Vec::with_capacity(2 * n);
+    let half = (concurrency as u64 * 10) / 2 - 1;
+    for i in 0..n {
+        let at = 100 + i as u64 * 10;
+        let (inv, done) = (at - rng.gen_range(0..=half), at + rng.gen_range(0..=half));
         let process = (i % concurrency) as u64;
+        let (invoked, completed) = txn(rng);
         push(
             &mut events,
             op(OpType::Invoke, "txn", Edn::Vector(invoked), inv, process),

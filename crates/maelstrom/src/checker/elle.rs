@@ -8,7 +8,7 @@
 //! read names its writer.
 
 use crate::edn::{Edn, kw, map};
-use crate::history::{Op, OpType, Process};
+use crate::history::{self, Op, OpType, Process};
 use crate::workload::CheckContext;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
@@ -176,33 +176,11 @@ fn note(found: &mut Found, name: &'static str, example: impl FnOnce() -> Edn) {
     }
 }
 
-/// Invocation/completion pairs, as [`crate::history::pairs`] makes them, plus each completion that
-/// has no invocation (histories of `:ok` ops alone, as Elle's own tests write them) paired
-/// with itself.
-fn txn_pairs(ops: &[Op]) -> Vec<(&Op, Option<&Op>)> {
-    let mut open: HashMap<u64, usize> = HashMap::new();
-    let mut out: Vec<(&Op, Option<&Op>)> = Vec::new();
-    for op in ops {
-        let Process::Client(p) = op.process else {
-            continue;
-        };
-        if op.op_type == OpType::Invoke {
-            open.insert(p, out.len());
-            out.push((op, None));
-        } else if let Some(i) = open.remove(&p) {
-            out[i].1 = Some(op);
-        } else {
-            out.push((op, Some(op)));
-        }
-    }
-    out
-}
-
 /// Checks a transactional history.
 pub fn check(ops: &[Op], kind: TxnKind, ctx: &CheckContext) -> Edn {
     let mut names = Interner::default();
     let mut txns: Vec<Txn> = Vec::new();
-    for (inv, done) in txn_pairs(ops) {
+    for (inv, done) in history::pairs_with_lone_completions(ops) {
         let Process::Client(p) = inv.process else {
             continue;
         };
