@@ -4,7 +4,7 @@
 //! routers' remote dispensers, so a peer's containers become routable the moment it reports
 //! them and stop being routable the moment it is found dead.
 
-use crate::gateway::proxy::Pools;
+use crate::gateway::upstream::Upstream;
 use crate::node::Node;
 use maelstromd_api::client::Client;
 use maelstromd_api::model::{ComponentStatus, NodeStatus};
@@ -24,7 +24,7 @@ pub struct PeerLink {
     /// JSON-RPC client with the cluster token.
     pub rpc: Client,
     /// Pooled connections for relayed requests, one pool per proxy worker.
-    pub proxy: Pools,
+    pub proxy: Arc<Upstream>,
 }
 
 impl PeerLink {
@@ -33,7 +33,7 @@ impl PeerLink {
             node_id: node_id.to_string(),
             peer_url: peer_url.trim_end_matches('/').to_string(),
             rpc: Client::new(peer_url, token).with_timeout(Duration::from_secs(30)),
-            proxy: Pools::new(64),
+            proxy: Arc::new(Upstream::new(peer_url, 64)),
         })
     }
 

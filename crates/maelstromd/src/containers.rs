@@ -2,7 +2,7 @@
 //! (spec §12.8), the registry the rest of the node reads them from, and adoption of the
 //! containers a previous run of this node left running (spec §3.d).
 
-use crate::gateway::proxy::Pools;
+use crate::gateway::upstream::Upstream;
 use crate::node::Node;
 use maelstromd_api::model::{Component, ComponentActivity, ComponentInfo, ComponentStatus};
 use maelstromd_api::now_ms;
@@ -44,10 +44,8 @@ pub struct LocalContainer {
     pub memory_mib: i64,
     /// Start time, epoch ms.
     pub started_at: i64,
-    /// `http://host:port` to proxy to.
-    pub base_url: String,
-    /// Pooled keep-alive connections to it, one pool per proxy worker.
-    pub clients: Pools,
+    /// Pooled keep-alive connections to it, an idle list per proxy worker.
+    pub upstream: Arc<Upstream>,
     state: Mutex<Mutable>,
     inflight: AtomicUsize,
     idle: Notify,
@@ -74,8 +72,7 @@ impl LocalContainer {
             max_concurrency,
             memory_mib: component.docker().reserve_memory_mib(),
             started_at: now_ms(),
-            base_url: format!("http://{target}"),
-            clients: Pools::new(max_concurrency),
+            upstream: Arc::new(Upstream::new(&format!("http://{target}"), max_concurrency)),
             state: Mutex::new(Mutable {
                 status,
                 termination: None,

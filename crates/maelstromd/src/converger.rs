@@ -515,15 +515,14 @@ pub async fn wait_healthy(
     if d.start_health_check_seconds().is_none() {
         return Ok(());
     }
-    let url = format!("{}{}", c.base_url, d.health_check_path());
     let deadline = Instant::now() + window;
     let mut last = String::from("no answer");
     while Instant::now() < deadline {
         if !alive() {
             return Err("the container exited before its health check passed".into());
         }
-        match crate::gateway::proxy::get_status(c.clients.get(), &url, Duration::from_secs(2)).await
-        {
+        let path = d.health_check_path();
+        match crate::gateway::proxy::get_status(&c.upstream, path, Duration::from_secs(2)).await {
             Ok(200) => return Ok(()),
             Ok(code) => last = format!("HTTP {code}"),
             Err(e) => last = e,
@@ -545,7 +544,6 @@ pub fn spawn_health_monitor(node: &Arc<Node>, c: Arc<LocalContainer>, component:
     tokio::spawn(async move {
         let d = component.docker().into_owned();
         let period = Duration::from_secs(d.health_check_seconds());
-        let url = format!("{}{}", c.base_url, d.health_check_path());
         let mut failures = 0;
         let mut stable = false;
         loop {
@@ -556,7 +554,8 @@ pub fn spawn_health_monitor(node: &Arc<Node>, c: Arc<LocalContainer>, component:
             if node.containers.get(&c.id).is_none() || c.status() == ComponentStatus::Stopping {
                 return;
             }
-            match crate::gateway::proxy::get_status(c.clients.get(), &url, Duration::from_secs(15))
+            let path = d.health_check_path();
+            match crate::gateway::proxy::get_status(&c.upstream, path, Duration::from_secs(15))
                 .await
             {
                 Ok(200) => {

@@ -101,8 +101,7 @@ pub fn stream(
     if !local_only {
         for link in node.cluster.links() {
             let url = format!(
-                "{}/_mael/logs?components={}&since={}s&scope=local",
-                link.peer_url,
+                "/_mael/logs?components={}&since={}s&scope=local",
                 globs.join(","),
                 since_dur.as_secs()
             );
@@ -171,11 +170,11 @@ async fn follow(
 
 async fn relay_peer(
     link: &crate::cluster::PeerLink,
-    url: &str,
+    path: &str,
     token: Option<&str>,
     tx: &mpsc::Sender<Bytes>,
 ) -> String {
-    let mut req = http::Request::get(url);
+    let mut req = http::Request::get(path);
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
@@ -183,14 +182,14 @@ async fn relay_peer(
         Ok(r) => r,
         Err(e) => return e.to_string(),
     };
-    let resp = match link.proxy.get().request(req).await {
+    let (resp, lease) = match link.proxy.request(req).await {
         Ok(r) => r,
         Err(e) => return crate::gateway::proxy::error_chain(&e),
     };
     if !resp.status().is_success() {
         return format!("HTTP {}", resp.status());
     }
-    let mut body = resp.into_body();
+    let mut body = crate::gateway::upstream::Returning::new(resp.into_body(), lease);
     let mut buf = Vec::new();
     loop {
         let frame = tokio::select! {

@@ -255,7 +255,7 @@ impl Node {
                     None => peer_url.clone(),
                 });
 
-        crate::gateway::proxy::set_worker_count(proxy_workers());
+        crate::gateway::upstream::set_worker_count(proxy_workers());
         let (placement_tx, placement_rx) = mpsc::unbounded_channel();
         let started_at = now_ms();
         let engine_memory_mib = engine.total_memory_mib().await;

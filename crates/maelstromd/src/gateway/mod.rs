@@ -4,9 +4,11 @@
 //!
 //! - [`resolve`]: event-source matching.
 //! - [`proxy`]: what a hop does to headers and bodies.
+//! - [`upstream`]: pooled connections to containers and peers.
 
 pub mod proxy;
 pub mod resolve;
+pub mod upstream;
 
 use crate::node::Node;
 use crate::router::{Admission, Rejected, Target};
@@ -23,6 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
+use upstream::Returning;
 
 /// Which listener a request came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,7 +80,7 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("maelstromd-proxy-{index}"))
                 .spawn(move || {
-                    proxy::set_worker(index + 1);
+                    upstream::set_worker(index + 1);
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
@@ -305,7 +308,7 @@ pub async fn proxy_request(
             return text(StatusCode::INTERNAL_SERVER_ERROR, "Server Error");
         }
     };
-    let timeout_text = format!("gateway: Timeout proxying component: {name}");
+    let timeout_text = || format!("gateway: Timeout proxying component: {name}");
 
     // Deadline: honoured from the header on trusted listeners, else from maxdurationseconds.
     let now = now_ns();
@@ -368,7 +371,7 @@ pub async fn proxy_request(
         let slot = match admitted {
             Err(_) => {
                 router.metrics.request(504, kind, began.elapsed());
-                return text(StatusCode::GATEWAY_TIMEOUT, timeout_text);
+                return text(StatusCode::GATEWAY_TIMEOUT, timeout_text());
             }
             Ok(Err(Rejected::QueueFull { retry_after })) => {
                 node.metrics.queue_rejected(&name);
@@ -417,22 +420,22 @@ pub async fn proxy_request(
         if let Err(e) = proxy::prepare(&mut upstream, slot.target(), &hop) {
             return text(StatusCode::BAD_REQUEST, e);
         }
-        let (client, remote) = match slot.target() {
-            Target::Local(c) => (c.clients.get().clone(), None),
+        let (to, remote) = match slot.target() {
+            Target::Local(c) => (c.upstream.clone(), None),
             Target::Remote(p) => {
                 node.metrics.relayed(&name, &p.node_id);
-                (p.proxy.get().clone(), Some(p.node_id.clone()))
+                (p.proxy.clone(), Some(p.node_id.clone()))
             }
         };
         let result = tokio::select! {
             biased;
-            r = client.request(upstream) => Ok(r),
+            r = to.request(upstream) => Ok(r),
             _ = &mut timer => Err(()),
         };
-        let mut resp = match result {
+        let (mut resp, lease) = match result {
             Err(_) => {
                 router.metrics.request(504, kind, began.elapsed());
-                return text(StatusCode::GATEWAY_TIMEOUT, timeout_text);
+                return text(StatusCode::GATEWAY_TIMEOUT, timeout_text());
             }
             Ok(Err(e)) => {
                 let detail = proxy::error_chain(&e);
@@ -467,6 +470,8 @@ pub async fn proxy_request(
         if status == StatusCode::SWITCHING_PROTOCOLS
             && let Some(up) = client_upgrade
         {
+            // The connection is the tunnel's now, never to return to the pool.
+            drop(lease);
             proxy::tunnel(up, &mut resp, slot, node.cfg.http_idle_timeout);
             let (parts, _) = resp.into_parts();
             return Response::from_parts(parts, proxy::full(bytes::Bytes::new()));
@@ -479,9 +484,10 @@ pub async fn proxy_request(
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if streaming {
             let idle = node.cfg.http_idle_timeout;
-            return resp.map(|b| Tracked::streaming(b, slot, idle).boxed_unsync());
+            return resp
+                .map(|b| Tracked::streaming(Returning::new(b, lease), slot, idle).boxed_unsync());
         }
-        return resp.map(|b| Tracked::new(b, slot, timer).boxed_unsync());
+        return resp.map(|b| Tracked::new(Returning::new(b, lease), slot, timer).boxed_unsync());
     }
 }
 

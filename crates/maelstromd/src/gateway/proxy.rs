@@ -2,15 +2,16 @@
 //! headers each hop adds or removes, streaming bodies both ways, WebSocket tunnels after a
 //! `101`, and the response body that keeps its router slot and deadline until it ends.
 
+use super::upstream::{Returning, Upstream};
 use crate::router::{Slot, Target};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -18,8 +19,6 @@ use std::time::{Duration, Instant};
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Bodies on both sides of the proxy.
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
-/// A pooled HTTP/1.1 client to one container or peer.
-pub type ProxyClient = Client<HttpConnector, ProxyBody>;
 
 /// Header names of the maelstrom contract (spec §2.1), parsed once.
 pub mod names {
@@ -47,61 +46,6 @@ pub mod names {
     pub const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 }
 
-thread_local! {
-    /// Which pool of a [`Pools`] this thread uses: 0 outside the proxy workers.
-    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// How many proxy workers run (set once at start).
-static WORKERS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-
-/// Marks the current thread as proxy worker `index` (1-based).
-pub fn set_worker(index: usize) {
-    WORKER.with(|w| w.set(index));
-}
-
-/// Sets the number of proxy workers; pools made afterwards have one client per worker.
-pub fn set_worker_count(n: usize) {
-    let _ = WORKERS.set(n);
-}
-
-/// One client per proxy worker (and one for the rest of the node), so that a pooled upstream
-/// connection is only used by the thread whose runtime drives it.
-pub struct Pools {
-    clients: Vec<ProxyClient>,
-}
-
-impl Pools {
-    /// Pools keeping up to `max_idle` idle connections each.
-    pub fn new(max_idle: usize) -> Pools {
-        let n = WORKERS.get().copied().unwrap_or(0) + 1;
-        Pools {
-            clients: (0..n).map(|_| client(max_idle)).collect(),
-        }
-    }
-
-    /// The current thread's client.
-    pub fn get(&self) -> &ProxyClient {
-        let i = WORKER.with(|w| w.get());
-        self.clients.get(i).unwrap_or(&self.clients[0])
-    }
-}
-
-/// A client keeping up to `max_idle` idle keep-alive connections per host for 20 s. A pooled
-/// connection that turns out closed before the request is written is retried on a fresh one
-/// (hyper's `retry_canceled_requests`).
-pub fn client(max_idle: usize) -> ProxyClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(20))
-        .pool_max_idle_per_host(max_idle.max(1))
-        .retry_canceled_requests(true)
-        .build(connector)
-}
-
 /// An empty or fixed body.
 pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
     Full::new(bytes.into())
@@ -120,18 +64,23 @@ pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
     r
 }
 
-/// `GET url` answering the status code (health checks).
-pub async fn get_status(client: &ProxyClient, url: &str, timeout: Duration) -> Result<u16, String> {
-    let req = Request::get(url)
+/// `GET path` on `upstream`, answering the status code (health checks).
+pub async fn get_status(
+    upstream: &Arc<Upstream>,
+    path: &str,
+    timeout: Duration,
+) -> Result<u16, String> {
+    let req = Request::get(path)
         .body(full(Bytes::new()))
         .map_err(|e| e.to_string())?;
-    match tokio::time::timeout(timeout, client.request(req)).await {
+    match tokio::time::timeout(timeout, upstream.request(req)).await {
         Err(_) => Err(format!("no answer within {} s", timeout.as_secs())),
         Ok(Err(e)) => Err(error_chain(&e)),
-        Ok(Ok(resp)) => {
+        Ok(Ok((resp, lease))) => {
             let status = resp.status().as_u16();
             // Read the body so the connection goes back to the pool.
-            let _ = tokio::time::timeout(timeout, resp.into_body().collect()).await;
+            let body = Returning::new(resp.into_body(), lease);
+            let _ = tokio::time::timeout(timeout, body.collect()).await;
             Ok(status)
         }
     }
@@ -213,13 +162,11 @@ pub struct Hop<'a> {
     pub deadline: Instant,
 }
 
-/// Sets the upstream URI and the headers of a hop to `target`.
+/// Sets the upstream URI (origin form: the connection already goes to `target`) and the
+/// headers of a hop to `target`.
 pub fn prepare(req: &mut Request<ProxyBody>, target: &Target, hop: &Hop<'_>) -> Result<(), String> {
-    let base = match target {
-        Target::Local(c) => c.base_url.as_str(),
-        Target::Remote(p) => p.peer_url.as_str(),
-    };
-    *req.uri_mut() = format!("{base}{}", hop.path_and_query)
+    *req.uri_mut() = hop
+        .path_and_query
         .parse()
         .map_err(|e| format!("bad upstream URI: {e}"))?;
     let keep_upgrade = is_upgrade(req.headers());
