@@ -204,10 +204,12 @@ fn prepare(
 pub enum Outcome {
     /// A linearization exists.
     Linearizable,
-    /// None exists: the op that could not be linearized, the deepest linearized prefix
-    /// (op, state after it), and the states reachable at that depth.
+    /// None exists: the op that could not be linearized, the last `:ok` op before it in
+    /// the history (Knossos's `:previous-ok`), the deepest linearized prefix (op, state
+    /// after it), and the states reachable at that depth.
     NotLinearizable {
         op: Op,
+        previous_ok: Option<Box<Op>>,
         prefix: Vec<(Op, Value)>,
         configs: Vec<Value>,
     },
@@ -223,6 +225,18 @@ pub fn check(
     parse: &dyn Fn(&Op, &Edn) -> Option<RegOp>,
     budget: Budget,
 ) -> Outcome {
+    search(ops, model, initial, parse, budget, true)
+}
+
+/// [`check`]; `shortcut` answers at once for a read of a value never written.
+fn search(
+    ops: &[Op],
+    model: Model,
+    initial: Value,
+    parse: &dyn Fn(&Op, &Edn) -> Option<RegOp>,
+    budget: Budget,
+    shortcut: bool,
+) -> Outcome {
     let mut values = Values::default();
     let initial: State = initial.as_ref().map(|v| values.id(v));
     let calls = prepare(ops, parse, &mut values);
@@ -230,8 +244,11 @@ pub fn check(
     if n == 0 {
         return Outcome::Linearizable;
     }
-    // A read of a value no operation ever wrote can never be linearized; proving that by
-    // search would explore every interleaving, so answer at once.
+    // A read of a value no operation ever wrote can never be linearized. The search cannot
+    // get past the first such read to complete, so only the ops invoked before it returned
+    // matter: a short search over them names where it gets stuck, which may be an earlier
+    // op (as Knossos reports it). Should even that search run out of time, the read is the
+    // answer: the history is invalid either way.
     let written: HashSet<u32> = calls
         .iter()
         .filter_map(|c| match c.0.op {
@@ -242,10 +259,23 @@ pub fn check(
         .collect();
     if let Some(c) = calls
         .iter()
-        .find(|c| matches!(c.0.op, IdOp::Read(Some(v)) if !written.contains(&v)))
+        .filter(|_| shortcut)
+        .filter(|c| matches!(c.0.op, IdOp::Read(Some(v)) if !written.contains(&v)))
+        .min_by_key(|c| c.2)
     {
+        let returned = c.0.source.time;
+        let window: Vec<Op> = ops.iter().filter(|o| o.time <= returned).cloned().collect();
+        let short = Budget {
+            time: budget.time.min(Duration::from_secs(1)),
+            ..budget
+        };
+        let found = search(&window, model, values.value(initial), parse, short, false);
+        if matches!(found, Outcome::NotLinearizable { .. }) {
+            return found;
+        }
         return Outcome::NotLinearizable {
             op: c.0.source.clone(),
+            previous_ok: previous_ok(ops, &c.0.source),
             prefix: vec![],
             configs: vec![],
         };
@@ -391,11 +421,22 @@ pub fn check(
         .into_iter()
         .map(|s| values.value(s))
         .collect();
+    let op = calls[blocked].0.source.clone();
     Outcome::NotLinearizable {
-        op: calls[blocked].0.source.clone(),
+        previous_ok: previous_ok(ops, &op),
+        op,
         prefix,
         configs,
     }
+}
+
+/// The last client op completed `:ok` before `op` in the history.
+fn previous_ok(ops: &[Op], op: &Op) -> Option<Box<Op>> {
+    ops.iter()
+        .filter(|o| o.index < op.index && o.op_type == OpType::Ok)
+        .filter(|o| matches!(o.process, Process::Client(_)))
+        .max_by_key(|o| o.index)
+        .map(|o| Box::new(o.clone()))
 }
 
 /// The result map of one register (spec §10.3).
@@ -410,6 +451,7 @@ pub fn result_edn(outcome: &Outcome) -> Edn {
         ]),
         Outcome::NotLinearizable {
             op,
+            previous_ok,
             prefix,
             configs,
         } => {
@@ -423,7 +465,7 @@ pub fn result_edn(outcome: &Outcome) -> Edn {
                 ("op", op.to_edn()),
                 (
                     "previous-ok",
-                    prefix.last().map_or(Edn::Nil, |(o, _)| o.to_edn()),
+                    previous_ok.as_ref().map_or(Edn::Nil, |o| o.to_edn()),
                 ),
                 ("final-paths", Edn::Vector(vec![Edn::Vector(path)])),
                 (
@@ -504,6 +546,48 @@ mod tests {
             panic!("not linearizable")
         };
         assert_eq!(blocked.f, "read");
+        // Two reads of values never written overlap: the one to complete first is named,
+        // though the other was invoked first.
+        let two = [
+            op(Invoke, 0, "read", Edn::Nil, 0),
+            op(Invoke, 1, "read", Edn::Nil, 1),
+            op(Ok, 1, "read", i(7), 2),
+            op(Ok, 0, "read", i(8), 3),
+        ];
+        let Outcome::NotLinearizable { op: blocked, .. } = run(&two) else {
+            panic!("not linearizable")
+        };
+        assert_eq!((blocked.process, blocked.value), (Process::Client(1), i(7)));
+        // A read of 1, overwritten by 2 before it began, completes before a read of 9 (never
+        // written): the search is stuck at the read of 1 first, and that is what is named,
+        // with the prefix that got there.
+        let stale = [
+            op(Invoke, 0, "write", i(1), 0),
+            op(Ok, 0, "write", i(1), 1),
+            op(Invoke, 0, "write", i(2), 2),
+            op(Ok, 0, "write", i(2), 3),
+            op(Invoke, 1, "read", Edn::Nil, 4),
+            op(Invoke, 2, "read", Edn::Nil, 5),
+            op(Ok, 1, "read", i(1), 6),
+            op(Ok, 2, "read", i(9), 7),
+        ];
+        let mut stale = stale.to_vec();
+        for (n, o) in stale.iter_mut().enumerate() {
+            o.index = n as u64;
+        }
+        let Outcome::NotLinearizable {
+            op: blocked,
+            previous_ok,
+            prefix,
+            ..
+        } = run(&stale)
+        else {
+            panic!("not linearizable")
+        };
+        assert_eq!((blocked.process, blocked.value), (Process::Client(1), i(1)));
+        assert_eq!(prefix.len(), 2, "{prefix:?}");
+        // Knossos's :previous-ok: the last :ok before it in the history, here write 2.
+        assert_eq!(previous_ok.map(|o| o.index), Some(3));
         // Concurrent write 1 and write 2, then reads 2 and 1 in sequence: impossible.
         let h = [
             op(Invoke, 0, "write", i(1), 0),
