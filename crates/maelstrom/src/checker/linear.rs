@@ -249,22 +249,12 @@ fn search(
     // matter: a short search over them names where it gets stuck, which may be an earlier
     // op (as Knossos reports it). Should even that search run out of time, the read is the
     // answer: the history is invalid either way.
-    let written: HashSet<u32> = calls
-        .iter()
-        .filter_map(|c| match c.0.op {
-            IdOp::Write(v) | IdOp::Cas(_, v) => v,
-            IdOp::Read(_) => None,
-        })
-        .chain(initial)
-        .collect();
-    if let Some(c) = calls
-        .iter()
-        .filter(|_| shortcut)
-        .filter(|c| matches!(c.0.op, IdOp::Read(Some(v)) if !written.contains(&v)))
-        .min_by_key(|c| c.2)
-    {
-        let returned = c.0.source.time;
-        let window: Vec<Op> = ops.iter().filter(|o| o.time <= returned).cloned().collect();
+    if shortcut && let Some(read) = first_impossible_read(&calls, initial) {
+        let window: Vec<Op> = ops
+            .iter()
+            .filter(|o| o.time <= read.time)
+            .cloned()
+            .collect();
         let short = Budget {
             time: budget.time.min(Duration::from_secs(1)),
             ..budget
@@ -274,8 +264,8 @@ fn search(
             return found;
         }
         return Outcome::NotLinearizable {
-            op: c.0.source.clone(),
-            previous_ok: previous_ok(ops, &c.0.source),
+            op: read.clone(),
+            previous_ok: previous_ok(ops, read),
             prefix: vec![],
             configs: vec![],
         };
@@ -430,6 +420,24 @@ fn search(
     }
 }
 
+/// The completion of the first read to return a value that neither `initial` nor any write
+/// or cas could have put there.
+fn first_impossible_read(calls: &[(Call, u64, u64)], initial: State) -> Option<&Op> {
+    let written: HashSet<u32> = calls
+        .iter()
+        .filter_map(|c| match c.0.op {
+            IdOp::Write(v) | IdOp::Cas(_, v) => v,
+            IdOp::Read(_) => None,
+        })
+        .chain(initial)
+        .collect();
+    calls
+        .iter()
+        .filter(|c| matches!(c.0.op, IdOp::Read(Some(v)) if !written.contains(&v)))
+        .min_by_key(|c| c.2)
+        .map(|c| &c.0.source)
+}
+
 /// The last client op completed `:ok` before `op` in the history.
 fn previous_ok(ops: &[Op], op: &Op) -> Option<Box<Op>> {
     ops.iter()
@@ -522,6 +530,19 @@ mod tests {
         check(ops, Model::CasRegister, None, &plain_op, budget())
     }
 
+    /// The blocked op, `:previous-ok` and prefix of a history that must not linearize.
+    fn refuted(ops: &[Op]) -> (Op, Option<Box<Op>>, Vec<(Op, Value)>) {
+        match run(ops) {
+            Outcome::NotLinearizable {
+                op,
+                previous_ok,
+                prefix,
+                ..
+            } => (op, previous_ok, prefix),
+            other => panic!("expected not linearizable, got {other:?}"),
+        }
+    }
+
     use OpType::*;
 
     #[test]
@@ -542,10 +563,7 @@ mod tests {
             op(Invoke, 1, "read", Edn::Nil, 2),
             op(Ok, 1, "read", i(2), 3),
         ];
-        let Outcome::NotLinearizable { op: blocked, .. } = run(&bad) else {
-            panic!("not linearizable")
-        };
-        assert_eq!(blocked.f, "read");
+        assert_eq!(refuted(&bad).0.f, "read");
         // Two reads of values never written overlap: the one to complete first is named,
         // though the other was invoked first.
         let two = [
@@ -554,9 +572,7 @@ mod tests {
             op(Ok, 1, "read", i(7), 2),
             op(Ok, 0, "read", i(8), 3),
         ];
-        let Outcome::NotLinearizable { op: blocked, .. } = run(&two) else {
-            panic!("not linearizable")
-        };
+        let (blocked, _, _) = refuted(&two);
         assert_eq!((blocked.process, blocked.value), (Process::Client(1), i(7)));
         // A read of 1, overwritten by 2 before it began, completes before a read of 9 (never
         // written): the search is stuck at the read of 1 first, and that is what is named,
@@ -575,15 +591,7 @@ mod tests {
         for (n, o) in stale.iter_mut().enumerate() {
             o.index = n as u64;
         }
-        let Outcome::NotLinearizable {
-            op: blocked,
-            previous_ok,
-            prefix,
-            ..
-        } = run(&stale)
-        else {
-            panic!("not linearizable")
-        };
+        let (blocked, previous_ok, prefix) = refuted(&stale);
         assert_eq!((blocked.process, blocked.value), (Process::Client(1), i(1)));
         assert_eq!(prefix.len(), 2, "{prefix:?}");
         // Knossos's :previous-ok: the last :ok before it in the history, here write 2.
