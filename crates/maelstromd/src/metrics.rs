@@ -5,6 +5,7 @@
 
 use crate::gateway::Listener;
 use crate::node::Node;
+use crossbeam_utils::CachePadded;
 use maelstromd_api::model::ComponentStatus;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
@@ -16,35 +17,51 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 type Labels = Vec<(&'static str, String)>;
 type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
 
+/// Proxy workers write their observations to their own shard (indexed by the worker number,
+/// threads outside the workers share shard 0); a scrape sums the shards. Two workers
+/// incrementing one atomic on every request would pass its cache line back and forth.
+const SHARDS: usize = 8;
+/// Buckets a histogram may have, `+Inf` included.
+const MAX_BUCKETS: usize = 24;
+
+fn shard() -> usize {
+    crate::gateway::upstream::worker() % SHARDS
+}
+
 /// A histogram whose observations take no lock: a counter per bucket and the sum in
-/// nanoseconds. prometheus-client's own histogram takes a mutex on every observation; two of
-/// them are observed on every proxied request, from every proxy worker.
+/// nanoseconds, per shard. prometheus-client's own histogram takes a mutex on every
+/// observation; two of them are observed on every proxied request, from every proxy worker.
 #[derive(Clone, Debug)]
 pub struct Histogram(Arc<HistogramInner>);
 
 #[derive(Debug)]
 struct HistogramInner {
     bounds: Vec<f64>,
+    shards: [CachePadded<HistogramShard>; SHARDS],
+}
+
+#[derive(Debug, Default)]
+struct HistogramShard {
     /// One per bound, plus the `+Inf` bucket; not cumulative.
-    counts: Vec<AtomicU64>,
+    counts: [AtomicU64; MAX_BUCKETS],
     sum_ns: AtomicU64,
 }
 
 impl Histogram {
     fn new(bounds: impl IntoIterator<Item = f64>) -> Histogram {
         let mut bounds: Vec<f64> = bounds.into_iter().filter(|b| b.is_finite()).collect();
+        bounds.truncate(MAX_BUCKETS - 1);
         bounds.push(f64::INFINITY);
-        let counts = bounds.iter().map(|_| AtomicU64::new(0)).collect();
         Histogram(Arc::new(HistogramInner {
             bounds,
-            counts,
-            sum_ns: AtomicU64::new(0),
+            shards: Default::default(),
         }))
     }
 
@@ -56,10 +73,41 @@ impl Histogram {
             .iter()
             .position(|b| secs <= *b)
             .unwrap_or(self.0.bounds.len() - 1);
-        self.0.counts[i].fetch_add(1, Ordering::Relaxed);
-        self.0
+        let shard = &self.0.shards[shard()];
+        shard.counts[i].fetch_add(1, Ordering::Relaxed);
+        shard
             .sum_ns
             .fetch_add((secs.max(0.0) * 1e9) as u64, Ordering::Relaxed);
+    }
+}
+
+/// A counter kept per shard, like [`Histogram`].
+#[derive(Clone, Debug, Default)]
+pub struct ShardedCounter(Arc<[CachePadded<AtomicU64>; SHARDS]>);
+
+impl ShardedCounter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0[shard()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The total over the shards.
+    pub fn get(&self) -> u64 {
+        self.0.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+impl TypedMetric for ShardedCounter {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for ShardedCounter {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_counter::<NoLabelSet, _, u64>(&self.get(), None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
     }
 }
 
@@ -69,15 +117,23 @@ impl TypedMetric for Histogram {
 
 impl EncodeMetric for Histogram {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let shards = &self.0.shards;
         let buckets: Vec<(f64, u64)> = self
             .0
             .bounds
             .iter()
-            .zip(&self.0.counts)
-            .map(|(b, c)| (*b, c.load(Ordering::Relaxed)))
+            .enumerate()
+            .map(|(i, b)| {
+                let n = shards.iter().map(|s| s.counts[i].load(Ordering::Relaxed));
+                (*b, n.sum())
+            })
             .collect();
         let count = buckets.iter().map(|b| b.1).sum();
-        let sum = self.0.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let sum_ns: u64 = shards
+            .iter()
+            .map(|s| s.sum_ns.load(Ordering::Relaxed))
+            .sum();
+        let sum = sum_ns as f64 / 1e9;
         encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
     }
 
@@ -96,37 +152,35 @@ fn latency_histogram() -> Histogram {
 pub struct ComponentMetrics {
     duration: Histogram,
     queue_wait: Histogram,
-    requests: std::sync::RwLock<Vec<(u16, Listener, Counter)>>,
-    family: Family<Labels, Counter>,
+    /// Each shard's counters by code and listener, looked up without touching another
+    /// shard's cache lines.
+    requests: [CachePadded<Mutex<Vec<(u16, Listener, ShardedCounter)>>>; SHARDS],
+    family: Family<Labels, ShardedCounter>,
     component: String,
 }
 
 impl ComponentMetrics {
     /// One answered request.
     pub fn request(&self, code: u16, listener: Listener, elapsed: Duration) {
-        let known = self
-            .requests
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .find(|(c, l, _)| *c == code && *l == listener)
-            .map(|(_, _, counter)| counter.clone());
-        let counter = known.unwrap_or_else(|| {
-            let counter = self
-                .family
-                .get_or_create(&vec![
-                    ("component", self.component.clone()),
-                    ("code", code.to_string()),
-                    ("listener", listener.label().to_string()),
-                ])
-                .clone();
-            self.requests
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .push((code, listener, counter.clone()));
-            counter
-        });
-        counter.inc();
+        let mut known = self.requests[shard()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match known.iter().find(|(c, l, _)| *c == code && *l == listener) {
+            Some((_, _, counter)) => counter.inc(),
+            None => {
+                let counter = self
+                    .family
+                    .get_or_create(&vec![
+                        ("component", self.component.clone()),
+                        ("code", code.to_string()),
+                        ("listener", listener.label().to_string()),
+                    ])
+                    .clone();
+                counter.inc();
+                known.push((code, listener, counter));
+            }
+        }
+        drop(known);
         self.duration.observe(elapsed.as_secs_f64());
     }
 
@@ -139,7 +193,7 @@ impl ComponentMetrics {
 /// Every metric of the node.
 pub struct Metrics {
     registry: Registry,
-    requests: Family<Labels, Counter>,
+    requests: Family<Labels, ShardedCounter>,
     duration: Histograms,
     queue_depth: Family<Labels, Gauge>,
     queue_rejected: Family<Labels, Counter>,
@@ -245,7 +299,7 @@ impl Metrics {
         std::sync::Arc::new(ComponentMetrics {
             duration: self.duration.get_or_create(&labels).clone(),
             queue_wait: self.queue_wait.get_or_create(&labels).clone(),
-            requests: std::sync::RwLock::new(Vec::new()),
+            requests: Default::default(),
             family: self.requests.clone(),
             component: component.to_string(),
         })

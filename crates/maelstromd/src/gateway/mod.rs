@@ -6,12 +6,13 @@
 //! - [`proxy`]: what a hop does to headers and bodies.
 //! - [`upstream`]: pooled connections to containers and peers.
 
+mod forward;
 pub mod proxy;
 pub mod resolve;
 pub mod upstream;
 
 use crate::node::Node;
-use crate::router::{Admission, Rejected, Target};
+use crate::router::{Admission, Rejected, Slot, Target};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
@@ -86,6 +87,9 @@ impl Workers {
                         .build()
                         .expect("a proxy worker runtime");
                     rt.block_on(async move {
+                        // The worker's own token: connections wait on it without touching
+                        // the other workers' (a shared token is a shared lock).
+                        let stop = node.stop_accepting.child_token();
                         let mut builder = hyper::server::conn::http1::Builder::new();
                         builder
                             .timer(TokioTimer::new())
@@ -97,7 +101,7 @@ impl Workers {
                                 _ = node.stop_accepting.cancelled() => None,
                             };
                             let Some(a) = accepted else { break };
-                            serve_connection(&node, &builder, a, &open);
+                            serve_connection(&node, &builder, a, &open, &stop);
                         }
                         // Let connections finish their exchange before the runtime goes.
                         while open.load(Ordering::SeqCst) > 0 {
@@ -125,20 +129,38 @@ fn serve_connection(
     builder: &hyper::server::conn::http1::Builder,
     a: Accepted,
     open: &Arc<AtomicUsize>,
+    stop: &tokio_util::sync::CancellationToken,
 ) {
     let Ok(stream) = tokio::net::TcpStream::from_std(a.stream) else {
         return;
     };
     let (kind, peer) = (a.kind, a.peer);
-    let stop = node.stop_accepting.clone();
-    let svc_node = node.clone();
-    let svc = hyper::service::service_fn(move |req| handle(svc_node.clone(), req, kind, peer));
-    let conn = builder
-        .serve_connection(TokioIo::new(stream), svc)
-        .with_upgrades();
+    let client = Client::new(peer.ip());
+    let node = node.clone();
+    let builder = builder.clone();
     let open = open.clone();
+    let stop = stop.clone();
     open.fetch_add(1, Ordering::SeqCst);
     tokio::spawn(async move {
+        // Plain requests take the hand-written path; the private port (the API, relays with
+        // their token) and whatever that path does not serve take hyper's.
+        let io = match kind {
+            Listener::Private => forward::Rewind::new(stream, bytes::Bytes::new()),
+            Listener::Public | Listener::Gateway => {
+                match forward::serve(&node, stream, kind, &client, &stop).await {
+                    forward::End::Closed => {
+                        open.fetch_sub(1, Ordering::SeqCst);
+                        return;
+                    }
+                    forward::End::Hyper(io) => io,
+                }
+            }
+        };
+        let svc =
+            hyper::service::service_fn(move |req| handle(node.clone(), req, kind, client.clone()));
+        let conn = builder
+            .serve_connection(TokioIo::new(io), svc)
+            .with_upgrades();
         let mut conn = std::pin::pin!(conn);
         tokio::select! {
             _ = conn.as_mut() => {}
@@ -178,7 +200,7 @@ async fn handle(
     node: Arc<Node>,
     req: Request<Incoming>,
     kind: Listener,
-    peer: SocketAddr,
+    client: Client,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let mut req = req.map(|b| b.map_err(Into::into).boxed_unsync());
     let is_health = req.method() == Method::GET
@@ -211,11 +233,11 @@ async fn handle(
         }
         Listener::Gateway => {}
     }
-    Ok(proxy_request(&node, req, kind, peer.ip()).await)
+    Ok(proxy_request(&node, req, kind, &client).await)
 }
 
 /// Removes every inbound `maelstrom-*` header (spec §3.g).
-fn strip_maelstrom_headers(req: &mut Request<ProxyBody>) {
+fn strip_maelstrom_headers<B>(req: &mut Request<B>) {
     let names: Vec<HeaderName> = req
         .headers()
         .keys()
@@ -234,163 +256,334 @@ fn now_ns() -> i128 {
         .unwrap_or(0)
 }
 
-fn header_str<'a>(req: &'a Request<ProxyBody>, name: &HeaderName) -> Option<&'a str> {
+fn header_str<'a, B>(req: &'a Request<B>, name: &HeaderName) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-fn set_header(req: &mut Request<ProxyBody>, name: HeaderName, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        req.headers_mut().insert(name, v);
-    }
+fn set_header<B>(req: &mut Request<B>, name: HeaderName, value: HeaderValue) {
+    req.headers_mut().insert(name, value);
 }
 
 /// Serves a request made inside this node (cron): through the private gateway path, with
 /// cold start and relaying, and without client cancellation.
 pub async fn internal(node: &Arc<Node>, req: Request<ProxyBody>) -> Response<ProxyBody> {
-    proxy_request(
-        node,
-        req,
-        Listener::Private,
-        std::net::Ipv4Addr::LOCALHOST.into(),
-    )
-    .await
+    let client = Client::new(std::net::Ipv4Addr::LOCALHOST.into());
+    proxy_request(node, req, Listener::Private, &client).await
 }
 
-/// The request path: resolve, admit, forward, answer (spec §8).
-pub async fn proxy_request(
+/// A connection's client: its address, and that address as an `X-Forwarded-For` value,
+/// made once per connection rather than formatted on every request.
+#[derive(Clone)]
+pub(crate) struct Client {
+    ip: std::net::IpAddr,
+    forwarded_for: HeaderValue,
+}
+
+impl Client {
+    pub(crate) fn new(ip: std::net::IpAddr) -> Client {
+        let forwarded_for =
+            HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value");
+        Client { ip, forwarded_for }
+    }
+}
+
+/// An answer the node gives itself instead of a component's: no route, a full queue, a
+/// passed deadline, an upstream that failed.
+pub(crate) struct Refusal {
+    status: StatusCode,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn not_found() -> Refusal {
+        Refusal::new(StatusCode::NOT_FOUND, "No component matches the request")
+    }
+
+    fn into_response(self) -> Response<ProxyBody> {
+        let mut r = text(self.status, self.message);
+        if let Some(s) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        r
+    }
+}
+
+/// The upstream connections of a slot's target.
+fn upstream_of(t: &Target) -> &Arc<upstream::Upstream> {
+    match t {
+        Target::Local(c) => &c.upstream,
+        Target::Remote(p) => &p.proxy,
+    }
+}
+
+/// One request on its way through the node, whichever HTTP engine carries it (hyper here,
+/// [`forward`] for plain requests): routed to a component, its headers set for the hop,
+/// then admitted to router slots until a forward succeeds (spec §8).
+pub(crate) struct Exchange {
+    name: String,
+    router: Arc<crate::router::Router>,
+    admission: Admission,
+    deadline: Instant,
+    path_and_query: String,
+    began: Instant,
+    kind: Listener,
+    /// One timer for the whole exchange: polled only when something has to wait, and
+    /// handed on to the response body.
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    attempts: u32,
+}
+
+impl Exchange {
+    /// Routes `req` and rewrites its `MAELSTROM-*` and forwarding headers.
+    pub(crate) async fn begin<B>(
+        node: &Arc<Node>,
+        req: &mut Request<B>,
+        kind: Listener,
+        client: &Client,
+    ) -> Result<Exchange, Refusal> {
+        let began = Instant::now();
+        let trusted = kind != Listener::Public;
+
+        // Which component.
+        let by_header = trusted
+            .then(|| header_str(req, &names::COMPONENT).map(|v| v.trim().to_ascii_lowercase()))
+            .flatten()
+            .filter(|v| !v.is_empty());
+        let (name, path_and_query) = match by_header {
+            Some(name) => {
+                let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                (name, pq.to_string())
+            }
+            None => {
+                let host = header_str(req, &header::HOST)
+                    .or_else(|| req.uri().host())
+                    .unwrap_or_default();
+                let host = resolve::host_without_port(host);
+                let (path, query) = (req.uri().path(), req.uri().query());
+                let decoded = resolve::decode_path(path);
+                let found = node.catalog.with_routes(began, |routes| {
+                    resolve::resolve(routes, host, &decoded)
+                        .map(|r| (r.component.clone(), resolve::forwarded_path(r, path, query)))
+                });
+                match found.await {
+                    Ok(Some(found)) => found,
+                    Ok(None) => {
+                        node.metrics.request("", 404, kind, began.elapsed());
+                        return Err(Refusal::not_found());
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the routes");
+                        return Err(Refusal::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "Server Error",
+                        ));
+                    }
+                }
+            }
+        };
+        let max_duration = node
+            .catalog
+            .with_component(&name, began, |c| c.map(|c| c.max_duration_seconds()));
+        let max_duration = match max_duration.await {
+            Ok(Some(seconds)) => seconds,
+            Ok(None) => {
+                node.metrics.request("", 404, kind, began.elapsed());
+                return Err(Refusal::not_found());
+            }
+            Err(e) => {
+                tracing::error!(component = %name, error = %e, "cannot read the component");
+                node.metrics.request("", 500, kind, began.elapsed());
+                return Err(Refusal::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Server Error",
+                ));
+            }
+        };
+
+        // Deadline: honoured from the header on trusted listeners, else from
+        // maxdurationseconds.
+        let now = now_ns();
+        let deadline_ns = trusted
+            .then(|| header_str(req, &names::DEADLINE).and_then(|v| v.trim().parse::<i128>().ok()))
+            .flatten()
+            .unwrap_or(now + max_duration as i128 * 1_000_000_000);
+        let remaining = Duration::from_nanos((deadline_ns - now).max(0) as u64);
+        let deadline = began + remaining;
+        set_header(req, names::DEADLINE, ns_value(deadline_ns));
+        if header_str(req, &names::START).is_none() {
+            set_header(req, names::START, ns_value(now));
+        }
+
+        // Relayed requests prefer local containers, and never go back along their path.
+        let relay_path: Option<Vec<String>> = trusted
+            .then(|| header_str(req, &names::RELAY_PATH))
+            .flatten()
+            .map(|p| p.split('|').map(str::to_string).collect());
+        let admission = match relay_path {
+            Some(exclude) => Admission {
+                local_only_until: Some(
+                    Instant::now() + Duration::from_secs((max_duration / 10).max(1)),
+                ),
+                exclude,
+            },
+            None => {
+                forwarded_headers(node, req, client);
+                Admission::default()
+            }
+        };
+        let router = node.router(&name).await;
+        Ok(Exchange {
+            name,
+            router,
+            admission,
+            deadline,
+            path_and_query,
+            began,
+            kind,
+            timer: Box::pin(tokio::time::sleep_until(deadline.into())),
+            attempts: 0,
+        })
+    }
+
+    /// Waits for a slot: a container or peer with room.
+    pub(crate) async fn slot(&mut self, node: &Node) -> Result<Slot, Refusal> {
+        self.attempts += 1;
+        let admitted = tokio::select! {
+            biased;
+            r = self.router.acquire(self.admission.clone()) => r,
+            _ = &mut self.timer => return Err(self.timed_out()),
+        };
+        let slot = admitted.map_err(|rejected| {
+            self.router
+                .metrics
+                .request(503, self.kind, self.began.elapsed());
+            match rejected {
+                Rejected::QueueFull { retry_after } => {
+                    node.metrics.queue_rejected(&self.name);
+                    Refusal {
+                        retry_after: Some(retry_after),
+                        ..Refusal::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("Component queue full: {}", self.name),
+                        )
+                    }
+                }
+                Rejected::Failed(msg) => Refusal::new(StatusCode::SERVICE_UNAVAILABLE, msg),
+            }
+        })?;
+        self.router.metrics.queue_wait(self.began.elapsed());
+        if let Target::Remote(p) = slot.target() {
+            node.metrics.relayed(&self.name, &p.node_id);
+        }
+        Ok(slot)
+    }
+
+    /// What the hop to a slot's target adds to the request.
+    pub(crate) fn hop<'a>(&'a self, node: &'a Node) -> Hop<'a> {
+        Hop {
+            path_and_query: &self.path_and_query,
+            component: &self.name,
+            node_id: &node.id,
+            token: node.cfg.private_token.as_deref(),
+            deadline: self.deadline,
+        }
+    }
+
+    /// The deadline passed before the component answered.
+    pub(crate) fn timed_out(&self) -> Refusal {
+        self.router
+            .metrics
+            .request(504, self.kind, self.began.elapsed());
+        Refusal::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("gateway: Timeout proxying component: {}", self.name),
+        )
+    }
+
+    /// The component's answer arrived.
+    pub(crate) fn answered(&self, status: u16, target: &Target) {
+        self.router
+            .metrics
+            .request(status, self.kind, self.began.elapsed());
+        tracing::info!(target: "maelstromd::access", component = %self.name, status,
+            ms = self.began.elapsed().as_millis() as u64, via = remote_label(target), "request");
+    }
+
+    /// Forwarding on `slot` failed before an answer: `Ok` means send the request again on
+    /// another slot (a peer that could not be reached, when the request can be replayed),
+    /// `Err` is the `502` to answer.
+    pub(crate) fn failed(
+        &self,
+        node: &Arc<Node>,
+        slot: Slot,
+        detail: &str,
+        replayable: bool,
+    ) -> Result<(), Refusal> {
+        if let Target::Remote(p) = slot.target() {
+            // The peer may be gone: stop sending it traffic now, check it, and send this
+            // request elsewhere when it never left here.
+            let peer = p.node_id.clone();
+            self.router.remove_remote(&peer);
+            drop(slot);
+            let n = node.clone();
+            let p = peer.clone();
+            tokio::spawn(async move { crate::cluster::peer_failed(&n, &p).await });
+            if replayable && self.attempts < 3 && Instant::now() < self.deadline {
+                tracing::warn!(component = %self.name, peer = %peer, error = %detail, "relay failed; sending the request elsewhere");
+                return Ok(());
+            }
+        }
+        tracing::warn!(component = %self.name, error = %detail, "proxying failed");
+        self.router
+            .metrics
+            .request(502, self.kind, self.began.elapsed());
+        Err(Refusal::new(
+            StatusCode::BAD_GATEWAY,
+            format!("Bad Gateway: {detail}"),
+        ))
+    }
+}
+
+/// Unix nanoseconds as a header value (`MAELSTROM-DEADLINE-NANO`, `MAELSTROM-START-NANO`).
+fn ns_value(ns: i128) -> HeaderValue {
+    match u64::try_from(ns) {
+        Ok(n) => HeaderValue::from(n),
+        Err(_) => HeaderValue::from_str(&ns.to_string()).unwrap_or(HeaderValue::from_static("0")),
+    }
+}
+
+/// The request path through hyper: resolve, admit, forward, answer (spec §8).
+pub(crate) async fn proxy_request(
     node: &Arc<Node>,
     mut req: Request<ProxyBody>,
     kind: Listener,
-    client_ip: std::net::IpAddr,
+    client: &Client,
 ) -> Response<ProxyBody> {
-    let began = Instant::now();
-    let trusted = kind != Listener::Public;
-
-    // Which component.
-    let by_header = trusted
-        .then(|| header_str(&req, &names::COMPONENT).map(|v| v.trim().to_ascii_lowercase()))
-        .flatten()
-        .filter(|v| !v.is_empty());
-    let (name, route) = match by_header {
-        Some(name) => (name, None),
-        None => {
-            let host = header_str(&req, &header::HOST)
-                .map(str::to_string)
-                .or_else(|| req.uri().host().map(str::to_string))
-                .unwrap_or_default();
-            let host = resolve::host_without_port(&host);
-            let path = resolve::decode_path(req.uri().path());
-            let routes = match node.catalog.routes(began).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the routes");
-                    return text(StatusCode::INTERNAL_SERVER_ERROR, "Server Error");
-                }
-            };
-            match resolve::resolve(&routes, host, &path) {
-                Some(r) => (r.component.clone(), Some(r.clone())),
-                None => {
-                    node.metrics.request("", 404, kind, began.elapsed());
-                    return text(StatusCode::NOT_FOUND, "No component matches the request");
-                }
-            }
-        }
+    let mut ex = match Exchange::begin(node, &mut req, kind, client).await {
+        Ok(ex) => ex,
+        Err(r) => return r.into_response(),
     };
-    let component = match node.catalog.component_at(&name, began).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            node.metrics.request("", 404, kind, began.elapsed());
-            return text(StatusCode::NOT_FOUND, "No component matches the request");
-        }
-        Err(e) => {
-            tracing::error!(component = %name, error = %e, "cannot read the component");
-            node.metrics.request("", 500, kind, began.elapsed());
-            return text(StatusCode::INTERNAL_SERVER_ERROR, "Server Error");
-        }
-    };
-    let timeout_text = || format!("gateway: Timeout proxying component: {name}");
-
-    // Deadline: honoured from the header on trusted listeners, else from maxdurationseconds.
-    let now = now_ns();
-    let deadline_ns = trusted
-        .then(|| header_str(&req, &names::DEADLINE).and_then(|v| v.trim().parse::<i128>().ok()))
-        .flatten()
-        .unwrap_or(now + component.max_duration_seconds() as i128 * 1_000_000_000);
-    let remaining = Duration::from_nanos((deadline_ns - now).max(0) as u64);
-    let deadline = began + remaining;
-    set_header(&mut req, names::DEADLINE, &deadline_ns.to_string());
-    if header_str(&req, &names::START).is_none() {
-        set_header(&mut req, names::START, &now.to_string());
-    }
-
-    // Relayed requests prefer local containers, and never go back along their path.
-    let relay_path: Option<Vec<String>> = trusted
-        .then(|| header_str(&req, &names::RELAY_PATH))
-        .flatten()
-        .map(|p| p.split('|').map(str::to_string).collect());
-    let admission = match &relay_path {
-        Some(path) => Admission {
-            local_only_until: Some(
-                Instant::now()
-                    + Duration::from_secs((component.max_duration_seconds() / 10).max(1)),
-            ),
-            exclude: path.clone(),
-        },
-        None => Admission::default(),
-    };
-    if relay_path.is_none() {
-        forwarded_headers(node, &mut req, client_ip);
-    }
-    let path_and_query = match &route {
-        Some(r) => resolve::forwarded_path(r, req.uri().path(), req.uri().query()),
-        None => req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into()),
-    };
-
-    let router = node.router(&name).await;
     let client_upgrade = proxy::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     // A bodiless request relayed to a peer can be sent again if the peer turns out dead
     // before answering; its head is kept for that (only when relaying).
     let bodiless = req.body().size_hint().exact() == Some(0);
     let mut replay: Option<(Method, http::HeaderMap, http::Version)> = None;
     let mut req = Some(req);
-    let mut attempts = 0;
-    // One timer for the whole exchange: polled only when something has to wait, and handed
-    // on to the response body.
-    let mut timer = Box::pin(tokio::time::sleep_until(deadline.into()));
     loop {
-        attempts += 1;
-        let admitted = tokio::select! {
-            biased;
-            r = router.acquire(admission.clone()) => Ok(r),
-            _ = &mut timer => Err(()),
+        let slot = match ex.slot(node).await {
+            Ok(s) => s,
+            Err(r) => return r.into_response(),
         };
-        let slot = match admitted {
-            Err(_) => {
-                router.metrics.request(504, kind, began.elapsed());
-                return text(StatusCode::GATEWAY_TIMEOUT, timeout_text());
-            }
-            Ok(Err(Rejected::QueueFull { retry_after })) => {
-                node.metrics.queue_rejected(&name);
-                router.metrics.request(503, kind, began.elapsed());
-                let mut r = text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("Component queue full: {name}"),
-                );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-                return r;
-            }
-            Ok(Err(Rejected::Failed(msg))) => {
-                router.metrics.request(503, kind, began.elapsed());
-                return text(StatusCode::SERVICE_UNAVAILABLE, msg);
-            }
-            Ok(Ok(slot)) => slot,
-        };
-        router.metrics.queue_wait(began.elapsed());
         let mut upstream = match req.take() {
             Some(r) => r,
             None => {
@@ -410,63 +603,27 @@ pub async fn proxy_request(
                 upstream.version(),
             ));
         }
-        let hop = Hop {
-            path_and_query: &path_and_query,
-            component: &name,
-            node_id: &node.id,
-            token: node.cfg.private_token.as_deref(),
-            deadline,
-        };
-        if let Err(e) = proxy::prepare(&mut upstream, slot.target(), &hop) {
+        if let Err(e) = proxy::prepare(&mut upstream, slot.target(), &ex.hop(node)) {
             return text(StatusCode::BAD_REQUEST, e);
         }
-        let (to, remote) = match slot.target() {
-            Target::Local(c) => (c.upstream.clone(), None),
-            Target::Remote(p) => {
-                node.metrics.relayed(&name, &p.node_id);
-                (p.proxy.clone(), Some(p.node_id.clone()))
-            }
-        };
+        let to = upstream_of(slot.target()).clone();
         let result = tokio::select! {
             biased;
-            r = to.request(upstream) => Ok(r),
-            _ = &mut timer => Err(()),
+            r = to.request(upstream) => r,
+            _ = &mut ex.timer => return ex.timed_out().into_response(),
         };
         let (mut resp, lease) = match result {
-            Err(_) => {
-                router.metrics.request(504, kind, began.elapsed());
-                return text(StatusCode::GATEWAY_TIMEOUT, timeout_text());
-            }
-            Ok(Err(e)) => {
-                let detail = proxy::error_chain(&e);
-                if let Some(peer) = remote {
-                    // The peer may be gone: stop sending it traffic now, check it, and send
-                    // this request elsewhere when it never left here.
-                    router.remove_remote(&peer);
-                    drop(slot);
-                    let (n, p) = (node.clone(), peer.clone());
-                    tokio::spawn(async move { crate::cluster::peer_failed(&n, &p).await });
-                    if e.is_connect()
-                        && replay.is_some()
-                        && attempts < 3
-                        && Instant::now() < deadline
-                    {
-                        tracing::warn!(component = %name, peer = %peer, error = %detail, "relay failed; sending the request elsewhere");
-                        continue;
-                    }
+            Err(e) => {
+                let replayable = e.is_connect() && replay.is_some();
+                match ex.failed(node, slot, &proxy::error_chain(&e), replayable) {
+                    Ok(()) => continue,
+                    Err(r) => return r.into_response(),
                 }
-                tracing::warn!(component = %name, error = %detail, "proxying failed");
-                router.metrics.request(502, kind, began.elapsed());
-                return text(StatusCode::BAD_GATEWAY, format!("Bad Gateway: {detail}"));
             }
-            Ok(Ok(resp)) => resp,
+            Ok(resp) => resp,
         };
         let status = resp.status();
-        router
-            .metrics
-            .request(status.as_u16(), kind, began.elapsed());
-        tracing::info!(target: "maelstromd::access", component = %name, status = status.as_u16(),
-            ms = began.elapsed().as_millis() as u64, via = remote_label(slot.target()), "request");
+        ex.answered(status.as_u16(), slot.target());
         if status == StatusCode::SWITCHING_PROTOCOLS
             && let Some(up) = client_upgrade
         {
@@ -477,16 +634,12 @@ pub async fn proxy_request(
             return Response::from_parts(parts, proxy::full(bytes::Bytes::new()));
         }
         proxy::strip_hop_by_hop(resp.headers_mut(), false);
-        let streaming = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-        if streaming {
+        if proxy::is_event_stream(resp.headers()) {
             let idle = node.cfg.http_idle_timeout;
             return resp
                 .map(|b| Tracked::streaming(Returning::new(b, lease), slot, idle).boxed_unsync());
         }
+        let timer = ex.timer;
         return resp.map(|b| Tracked::new(Returning::new(b, lease), slot, timer).boxed_unsync());
     }
 }
@@ -501,16 +654,18 @@ fn remote_label(t: &Target) -> &str {
 /// `X-Forwarded-For` gets the client's address appended; `X-Forwarded-Proto` and
 /// `X-Forwarded-Host` are set unless trusted from a load balancer (spec §3.g). Only the first
 /// hop does this.
-fn forwarded_headers(node: &Node, req: &mut Request<ProxyBody>, client_ip: std::net::IpAddr) {
+fn forwarded_headers<B>(node: &Node, req: &mut Request<B>, client: &Client) {
     let headers = req.headers_mut();
     let xff = match headers
         .get(&names::X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
     {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {client_ip}"),
-        _ => client_ip.to_string(),
+        Some(prev) if !prev.trim().is_empty() => {
+            HeaderValue::from_str(&format!("{prev}, {}", client.ip)).ok()
+        }
+        _ => Some(client.forwarded_for.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert(names::X_FORWARDED_FOR, v);
     }
     let trust = node.cfg.trust_forwarded_headers;

@@ -114,6 +114,11 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 /// Removes hop-by-hop headers, and the headers the `Connection` header names; an upgrade
 /// keeps `Connection: upgrade` and `Upgrade`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none: one pass over the names saves nine removals. `Connection`
+    // is among them, so no header named by it is missed.
+    if !headers.keys().any(|n| HOP_BY_HOP.contains(n)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -149,6 +154,15 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
             })
 }
 
+/// Whether a response is a server-sent event stream, which has no deadline but an idle
+/// timeout (spec §3.m).
+pub fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
 /// Everything the hop needs besides the request itself.
 pub struct Hop<'a> {
     /// Path and query to send.
@@ -165,7 +179,7 @@ pub struct Hop<'a> {
 
 /// Sets the upstream URI (origin form: the connection already goes to `target`) and the
 /// headers of a hop to `target`.
-pub fn prepare(req: &mut Request<ProxyBody>, target: &Target, hop: &Hop<'_>) -> Result<(), String> {
+pub fn prepare<B>(req: &mut Request<B>, target: &Target, hop: &Hop<'_>) -> Result<(), String> {
     *req.uri_mut() = hop
         .path_and_query
         .parse()

@@ -9,6 +9,7 @@
 
 use super::proxy::{BoxError, ProxyBody};
 use bytes::Bytes;
+use crossbeam_utils::CachePadded;
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
@@ -20,6 +21,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 
 /// An idle connection is closed after this long unused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -33,6 +35,11 @@ thread_local! {
 
 /// How many proxy workers run (set once at start).
 static WORKERS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// The proxy worker this thread is (1-based), or 0 outside the workers.
+pub fn worker() -> usize {
+    WORKER.with(|w| w.get())
+}
 
 /// Marks the current thread as proxy worker `index` (1-based).
 pub fn set_worker(index: usize) {
@@ -49,6 +56,16 @@ struct Idle {
     since: Instant,
 }
 
+/// This thread's list among per-worker `lists`.
+fn lock<T>(lists: &[CachePadded<Mutex<T>>]) -> std::sync::MutexGuard<'_, T> {
+    let i = worker();
+    lists
+        .get(i)
+        .unwrap_or(&lists[0])
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
 /// One upstream address and its pooled connections.
 pub struct Upstream {
     /// `host:port`, as connected to.
@@ -56,8 +73,11 @@ pub struct Upstream {
     /// Sent as `Host` when a request has none (health checks, internal requests).
     host: HeaderValue,
     max_idle: usize,
-    /// Index 0 for threads outside the workers, then one per worker.
-    idle: Vec<Mutex<VecDeque<Idle>>>,
+    /// Index 0 for threads outside the workers, then one per worker; padded, so that two
+    /// workers never write to the same cache line.
+    idle: Vec<CachePadded<Mutex<VecDeque<Idle>>>>,
+    /// Plain sockets for [`super::forward`], kept the same way.
+    idle_raw: Vec<CachePadded<Mutex<VecDeque<(TcpStream, Instant)>>>>,
 }
 
 /// Why a request did not get a response head.
@@ -105,17 +125,59 @@ impl Upstream {
             authority,
             host,
             max_idle: max_idle.max(1),
-            idle: (0..lists).map(|_| Mutex::default()).collect(),
+            idle: (0..lists).map(|_| CachePadded::default()).collect(),
+            idle_raw: (0..lists).map(|_| CachePadded::default()).collect(),
         }
     }
 
+    /// The most recently used idle socket of this thread that has not been closed by the
+    /// upstream.
+    pub fn checkout_raw(&self) -> Option<TcpStream> {
+        let mut idle = lock(&self.idle_raw);
+        while let Some((s, since)) = idle.pop_back() {
+            // Readiness is cached by the reactor, so an idle socket nothing arrived on costs
+            // no system call here; one that got its FIN (or stray bytes) is dropped.
+            let mut probe = [0u8; 1];
+            let quiet = matches!(s.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+            if quiet && since.elapsed() < IDLE_TIMEOUT {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Keeps a socket whose exchange ended cleanly for the next request of this thread.
+    pub fn checkin_raw(&self, s: TcpStream) {
+        let mut idle = lock(&self.idle_raw);
+        while idle.front().is_some_and(|(_, since)| {
+            since.elapsed() >= IDLE_TIMEOUT || idle.len() >= self.max_idle
+        }) {
+            idle.pop_front();
+        }
+        idle.push_back((s, Instant::now()));
+    }
+
+    /// A new socket to the upstream.
+    pub async fn connect_raw(&self) -> Result<TcpStream, UpstreamError> {
+        let connect_err = |source| UpstreamError::Connect {
+            authority: self.authority.clone(),
+            source,
+        };
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.authority))
+            .await
+            .map_err(|_| connect_err(std::io::ErrorKind::TimedOut.into()))?
+            .map_err(connect_err)?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    /// Sent as `Host` when a request has none.
+    pub fn host(&self) -> &HeaderValue {
+        &self.host
+    }
+
     fn idle_list(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
-        let i = WORKER.with(|w| w.get());
-        self.idle
-            .get(i)
-            .unwrap_or(&self.idle[0])
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        lock(&self.idle)
     }
 
     /// The most recently used open idle connection of this thread, if any.
@@ -147,18 +209,7 @@ impl Upstream {
     }
 
     async fn connect(&self) -> Result<SendRequest<ProxyBody>, UpstreamError> {
-        let connect_err = |source| UpstreamError::Connect {
-            authority: self.authority.clone(),
-            source,
-        };
-        let stream = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio::net::TcpStream::connect(&self.authority),
-        )
-        .await
-        .map_err(|_| connect_err(std::io::ErrorKind::TimedOut.into()))?
-        .map_err(connect_err)?;
-        let _ = stream.set_nodelay(true);
+        let stream = self.connect_raw().await?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|source| UpstreamError::Http {
