@@ -147,6 +147,9 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets_range(0.005, 300.0, 16))
 }
 
+/// A shard's request counters of one component, by status code and listener.
+type RequestCounters = Vec<(u16, Listener, ShardedCounter)>;
+
 /// One component's request metrics, looked up once per router so the request path does
 /// not build label sets.
 pub struct ComponentMetrics {
@@ -154,7 +157,7 @@ pub struct ComponentMetrics {
     queue_wait: Histogram,
     /// Each shard's counters by code and listener, looked up without touching another
     /// shard's cache lines.
-    requests: [CachePadded<Mutex<Vec<(u16, Listener, ShardedCounter)>>>; SHARDS],
+    requests: [CachePadded<Mutex<RequestCounters>>; SHARDS],
     family: Family<Labels, ShardedCounter>,
     component: String,
 }

@@ -628,6 +628,20 @@ async fn deadlines_streaming_upgrades_keep_alive_and_metrics() {
         );
     }
 
+    // An event stream has no deadline: five events over 1.5 s pass a 1 s one.
+    {
+        use tokio::io::AsyncWriteExt;
+        let s = tokio::net::TcpStream::connect(d.public()).await.unwrap();
+        let mut r = tokio::io::BufReader::new(s);
+        r.get_mut()
+            .write_all(b"GET /events?n=5 HTTP/1.1\r\nHost: x.test\r\n\r\n")
+            .await
+            .unwrap();
+        let (status, _, body) = read_answer(&mut r, false).await;
+        assert_eq!(status, 200);
+        assert!(body.contains("data: event 4"), "{body}");
+    }
+
     // An upgrade is tunnelled both ways.
     {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -988,4 +1002,151 @@ async fn a_cold_start_under_way_completes_during_shutdown() {
     assert_eq!(a.status, 200, "the queued request was served: {}", a.body);
     let status = d.wait(Duration::from_secs(30));
     assert!(status.success());
+}
+
+/// One answer read off a raw connection: status, head (lower-cased) and body, framed by
+/// `Content-Length`, chunks, or the end of the connection.
+async fn read_answer(
+    r: &mut tokio::io::BufReader<tokio::net::TcpStream>,
+    head_only: bool,
+) -> (u16, String, String) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            r.read_line(&mut line).await.unwrap() > 0,
+            "closed in a head: {head}"
+        );
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line.to_ascii_lowercase());
+    }
+    let status = head[9..12].parse().unwrap();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .map(|v| v.trim().parse::<usize>().unwrap());
+    let mut body = Vec::new();
+    if head_only {
+    } else if head.contains("transfer-encoding: chunked") {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).await.unwrap();
+            let n = usize::from_str_radix(size.trim(), 16).unwrap();
+            let mut chunk = vec![0u8; n + 2];
+            r.read_exact(&mut chunk).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = length {
+        body.resize(n, 0);
+        r.read_exact(&mut body).await.unwrap();
+    } else {
+        r.read_to_end(&mut body).await.unwrap();
+    }
+    (status, head, String::from_utf8(body).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_requests_and_the_rest_share_keep_alive_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+    let d = Daemon::start(Opts::default()).await;
+    d.put_project(&yaml(
+        "name: t12\ncomponents:\n  e:\n    image: {image}\n    eventsources:\n      e_http:\n        http:\n          hostname: e.test\n",
+    ));
+    assert_eq!(d.get("e.test", "/").await.0, 200);
+    let connect =
+        || async { BufReader::new(tokio::net::TcpStream::connect(d.public()).await.unwrap()) };
+
+    // Plain requests on one connection: a body, HEAD, two pipelined in one write, and the
+    // client's own MAELSTROM-* header dropped while the forwarding headers are added.
+    let mut c = connect().await;
+    c.get_mut()
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: e.test\r\nContent-Length: 11\r\n\r\nhello there")
+        .await
+        .unwrap();
+    let (status, _, body) = read_answer(&mut c, false).await;
+    assert_eq!((status, body.as_str()), (200, "hello there"));
+    c.get_mut()
+        .write_all(b"HEAD / HTTP/1.1\r\nHost: e.test\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, head, _) = read_answer(&mut c, true).await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-length: "), "{head}");
+    c.get_mut()
+        .write_all(
+            b"GET /headers HTTP/1.1\r\nHost: e.test\r\nMaelstrom-Component: t12_other\r\nX-Forwarded-For: 10.1.2.3\r\n\r\nGET /count HTTP/1.1\r\nHost: e.test\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let (_, _, headers) = read_answer(&mut c, false).await;
+    assert!(!headers.contains("maelstrom-component"), "{headers}");
+    assert!(
+        headers.contains("x-forwarded-for: 10.1.2.3, 127.0.0.1"),
+        "{headers}"
+    );
+    assert!(headers.contains("x-forwarded-host: e.test"), "{headers}");
+    assert!(headers.contains("maelstrom-deadline-nano: "), "{headers}");
+    let (status, _, count) = read_answer(&mut c, false).await;
+    assert_eq!(status, 200);
+    assert!(count.trim().parse::<u64>().is_ok(), "{count}");
+
+    // A chunked upload is hyper's to serve; the connection stays with hyper and keeps
+    // working, and a bogus host on it still gets the 404 text.
+    c.get_mut()
+        .write_all(
+            b"POST /echo HTTP/1.1\r\nHost: e.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let (status, _, body) = read_answer(&mut c, false).await;
+    assert_eq!((status, body.as_str()), (200, "hello world"));
+    c.get_mut()
+        .write_all(b"GET / HTTP/1.1\r\nHost: nothing.test\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, _, body) = read_answer(&mut c, false).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (404, "No component matches the request")
+    );
+
+    // An upload over the size read whole streams through hyper.
+    let big = "x".repeat(200 * 1024);
+    let mut c = connect().await;
+    c.get_mut()
+        .write_all(
+            format!(
+                "PUT /echo HTTP/1.1\r\nHost: e.test\r\nContent-Length: {}\r\n\r\n{big}",
+                big.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let (status, _, body) = read_answer(&mut c, false).await;
+    assert_eq!((status, body.len()), (200, big.len()));
+
+    // An answer ended by the upstream closing reaches the client whole, and then the
+    // client's connection closes too; a bogus host on the plain path gets the 404 text.
+    let mut c = connect().await;
+    c.get_mut()
+        .write_all(b"GET / HTTP/1.1\r\nHost: nothing.test\r\n\r\nGET /close HTTP/1.1\r\nHost: e.test\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, _, body) = read_answer(&mut c, false).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (404, "No component matches the request")
+    );
+    let (status, head, body) = read_answer(&mut c, false).await;
+    assert_eq!((status, body.as_str()), (200, "until the end\n"));
+    assert!(head.contains("connection: close"), "{head}");
+    let mut rest = Vec::new();
+    assert_eq!(c.read_to_end(&mut rest).await.unwrap(), 0);
 }

@@ -56,6 +56,9 @@ struct Idle {
     since: Instant,
 }
 
+/// Idle lists, one per thread that proxies.
+type PerWorker<T> = Vec<CachePadded<Mutex<VecDeque<T>>>>;
+
 /// This thread's list among per-worker `lists`.
 fn lock<T>(lists: &[CachePadded<Mutex<T>>]) -> std::sync::MutexGuard<'_, T> {
     let i = worker();
@@ -75,9 +78,9 @@ pub struct Upstream {
     max_idle: usize,
     /// Index 0 for threads outside the workers, then one per worker; padded, so that two
     /// workers never write to the same cache line.
-    idle: Vec<CachePadded<Mutex<VecDeque<Idle>>>>,
+    idle: PerWorker<Idle>,
     /// Plain sockets for [`super::forward`], kept the same way.
-    idle_raw: Vec<CachePadded<Mutex<VecDeque<(TcpStream, Instant)>>>>,
+    idle_raw: PerWorker<(TcpStream, Instant)>,
 }
 
 /// Why a request did not get a response head.
