@@ -31,7 +31,12 @@ pub struct Catalog {
     components: RwLock<HashMap<String, Cached>>,
     /// Bumped by [`Catalog::invalidate`], so the per-thread copies drop too.
     generation: AtomicU64,
+    /// Tells this catalog's per-thread copies from another's (tests run several nodes in
+    /// one process).
+    id: u64,
 }
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
     /// This thread's copies; see the module documentation.
@@ -40,8 +45,8 @@ thread_local! {
 
 #[derive(Default)]
 struct Local {
-    /// The catalog (by address) and generation the copies were taken from.
-    source: (usize, u64),
+    /// The catalog and generation the copies were taken from.
+    source: (u64, u64),
     routes: Option<(Instant, Arc<Vec<Route>>)>,
     components: HashMap<String, Cached>,
 }
@@ -50,10 +55,7 @@ impl Local {
     /// This thread's copies of `catalog`, emptied when they came from another catalog or
     /// before an invalidation.
     fn of(&mut self, catalog: &Catalog) -> &mut Local {
-        let source = (
-            catalog as *const Catalog as usize,
-            catalog.generation.load(Ordering::Acquire),
-        );
+        let source = (catalog.id, catalog.generation.load(Ordering::Acquire));
         if self.source != source {
             *self = Local {
                 source,
@@ -73,6 +75,7 @@ impl Catalog {
             refreshing: tokio::sync::Mutex::new(()),
             components: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -121,7 +124,11 @@ impl Catalog {
         };
         let entry = self.component_entry(name, now).await?;
         let r = f(entry.1.as_deref());
-        LOCAL.with_borrow_mut(|l| l.of(self).components.insert(name.to_string(), entry));
+        // Only components that exist are copied: names sent by clients that match nothing
+        // would otherwise pile up in every thread.
+        if entry.1.is_some() {
+            LOCAL.with_borrow_mut(|l| l.of(self).components.insert(name.to_string(), entry));
+        }
         Ok(r)
     }
 

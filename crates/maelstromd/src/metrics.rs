@@ -57,6 +57,7 @@ struct HistogramShard {
 impl Histogram {
     fn new(bounds: impl IntoIterator<Item = f64>) -> Histogram {
         let mut bounds: Vec<f64> = bounds.into_iter().filter(|b| b.is_finite()).collect();
+        debug_assert!(bounds.len() < MAX_BUCKETS, "{} bounds", bounds.len());
         bounds.truncate(MAX_BUCKETS - 1);
         bounds.push(f64::INFINITY);
         Histogram(Arc::new(HistogramInner {

@@ -1054,11 +1054,17 @@ async fn read_answer(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_requests_and_the_rest_share_keep_alive_connections() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-    let d = Daemon::start(Opts::default()).await;
+    // A short read timeout, so that an idle connection's end can be seen.
+    let d = Daemon::start(Opts {
+        env: vec![("MAEL_HTTP_READ_TIMEOUT".into(), "2".into())],
+        ..Opts::default()
+    })
+    .await;
     d.put_project(&yaml(
-        "name: t12\ncomponents:\n  e:\n    image: {image}\n    eventsources:\n      e_http:\n        http:\n          hostname: e.test\n",
+        "name: t12\ncomponents:\n  e:\n    image: {image}\n    eventsources:\n      e_http:\n        http:\n          hostname: e.test\n  one:\n    image: {image}\n    maxconcurrency: 1\n    maxinstances: 1\n    eventsources:\n      one_http:\n        http:\n          hostname: one.test\n",
     ));
     assert_eq!(d.get("e.test", "/").await.0, 200);
+    assert_eq!(d.get("one.test", "/").await.0, 200);
     let connect =
         || async { BufReader::new(tokio::net::TcpStream::connect(d.public()).await.unwrap()) };
 
@@ -1095,6 +1101,18 @@ async fn plain_requests_and_the_rest_share_keep_alive_connections() {
     let (status, _, count) = read_answer(&mut c, false).await;
     assert_eq!(status, 200);
     assert!(count.trim().parse::<u64>().is_ok(), "{count}");
+
+    // The node's own answers to HEAD have no body either.
+    c.get_mut()
+        .write_all(
+            b"HEAD / HTTP/1.1\r\nHost: nothing.test\r\n\r\nGET / HTTP/1.1\r\nHost: e.test\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let (status, head, _) = read_answer(&mut c, true).await;
+    assert_eq!(status, 404);
+    assert!(head.contains("content-length: 32"), "{head}");
+    assert_eq!(read_answer(&mut c, false).await.0, 200);
 
     // A chunked upload is hyper's to serve; the connection stays with hyper and keeps
     // working, and a bogus host on it still gets the 404 text.
@@ -1149,4 +1167,35 @@ async fn plain_requests_and_the_rest_share_keep_alive_connections() {
     assert!(head.contains("connection: close"), "{head}");
     let mut rest = Vec::new();
     assert_eq!(c.read_to_end(&mut rest).await.unwrap(), 0);
+
+    // A client that leaves in the middle of a body frees its place at once: the only slot
+    // of `one` is free long before the 3 s stream would have ended.
+    let mut c = connect().await;
+    c.get_mut()
+        .write_all(b"GET /events?n=10 HTTP/1.1\r\nHost: one.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 64];
+    assert!(c.read(&mut first).await.unwrap() > 0);
+    drop(c);
+    let t = Instant::now();
+    assert_eq!(d.get("one.test", "/").await.0, 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+
+    // A connection that sends nothing is closed after the read timeout.
+    let mut c = connect().await;
+    let t = Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(10), c.read(&mut first))
+        .await
+        .expect("an idle connection was kept past the read timeout");
+    assert_eq!(n.unwrap(), 0);
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
 }

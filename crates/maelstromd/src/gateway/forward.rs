@@ -26,7 +26,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-/// A head longer than this is refused (`431` from the client, `502` from upstream).
+/// A request head longer than this goes to hyper (which has its own limit); a response head
+/// longer than this is a `502`.
 const MAX_HEAD: usize = 64 * 1024;
 /// Request bodies up to this size are read whole and sent with their head in one write;
 /// longer ones stream through hyper.
@@ -55,36 +56,34 @@ pub async fn serve(
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut ubuf = BytesMut::with_capacity(8 * 1024);
     let mut out = Vec::with_capacity(4 * 1024);
-    // Made once: registering a new waiter on the token for every request costs a lock.
+    // Made once per connection and reset per request: a new waiter on the token, or a new
+    // timer, for every request would cost a lock and an allocation each.
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
+    let read_timer = tokio::time::sleep(node.cfg.http_read_timeout);
+    tokio::pin!(read_timer);
     loop {
-        // The next head: waiting between requests ends at shutdown; once it has begun, it
-        // must arrive within the read timeout.
+        // As hyper does with `header_read_timeout`: a head, and then its body, must arrive
+        // within the read timeout of the wait beginning, idle time included.
+        read_timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + node.cfg.http_read_timeout);
         let parsed = loop {
             match parse_request(&mut buf) {
                 Ok(Some(p)) => break p,
+                // Longer heads are hyper's to take or refuse.
                 Ok(None) if buf.len() >= MAX_HEAD => {
-                    let _ = write_refusal(&mut client, &mut out, too_large(), true).await;
-                    return End::Closed;
+                    return End::Hyper(Rewind::new(client, buf.freeze()));
                 }
                 Ok(None) => {}
                 Err(Unplain) => return End::Hyper(Rewind::new(client, buf.freeze())),
             }
-            let read = async {
-                if buf.is_empty() {
-                    tokio::select! {
-                        r = client.read_buf(&mut buf) => r.ok(),
-                        _ = &mut stopped => None,
-                    }
-                } else {
-                    tokio::time::timeout(node.cfg.http_read_timeout, client.read_buf(&mut buf))
-                        .await
-                        .ok()
-                        .and_then(Result::ok)
-                }
+            let read = tokio::select! {
+                r = client.read_buf(&mut buf) => r.ok(),
+                _ = &mut stopped, if buf.is_empty() => None,
+                _ = &mut read_timer => None,
             };
-            match read.await {
+            match read {
                 Some(n) if n > 0 => {}
                 _ => return End::Closed,
             }
@@ -94,10 +93,16 @@ pub async fn serve(
             close,
             mut req,
         } = parsed;
+        read_timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + node.cfg.http_read_timeout);
         while buf.len() < body_len {
-            let read = tokio::time::timeout(node.cfg.http_read_timeout, client.read_buf(&mut buf));
-            match read.await {
-                Ok(Ok(n)) if n > 0 => {}
+            let read = tokio::select! {
+                r = client.read_buf(&mut buf) => r.ok(),
+                _ = &mut read_timer => None,
+            };
+            match read {
+                Some(n) if n > 0 => {}
                 _ => return End::Closed,
             }
         }
@@ -105,14 +110,72 @@ pub async fn serve(
         if kind == Listener::Public {
             super::strip_maelstrom_headers(&mut req);
         }
-        let bufs = Buffers {
-            upstream: &mut ubuf,
+        let mut to_client = ToClient {
+            stream: &mut client,
             out: &mut out,
+            head_only: req.method() == Method::HEAD,
+            close,
+            stop,
         };
-        let keep = exchange(node, &mut client, bufs, req, body, kind, client_addr, close).await;
+        let keep = exchange(
+            node,
+            &mut to_client,
+            &mut ubuf,
+            req,
+            body,
+            kind,
+            client_addr,
+        )
+        .await;
         if !keep || close || stop.is_cancelled() {
             return End::Closed;
         }
+    }
+}
+
+/// The client's side of one exchange: where the answer goes, and how.
+struct ToClient<'a> {
+    stream: &'a mut TcpStream,
+    /// What is about to be written, to either side.
+    out: &'a mut Vec<u8>,
+    /// The request was `HEAD`: no answer carries a body.
+    head_only: bool,
+    /// The client asked to close after this exchange.
+    close: bool,
+    stop: &'a CancellationToken,
+}
+
+impl ToClient<'_> {
+    /// Whether the answer must say `Connection: close`: the client asked, or the node is
+    /// draining (as hyper's graceful shutdown does).
+    fn closing(&self) -> bool {
+        self.close || self.stop.is_cancelled()
+    }
+
+    /// Writes a refusal as a complete response. Answers whether the connection stays
+    /// usable.
+    async fn refuse(&mut self, r: Refusal) -> bool {
+        let closing = self.closing();
+        let out = &mut *self.out;
+        out.clear();
+        out.extend_from_slice(format!("HTTP/1.1 {}\r\n", r.status).as_bytes());
+        put_header(out, "content-type", b"text/plain; charset=utf-8");
+        put_header(
+            out,
+            "content-length",
+            r.message.len().to_string().as_bytes(),
+        );
+        if let Some(s) = r.retry_after {
+            put_header(out, "retry-after", s.to_string().as_bytes());
+        }
+        if closing {
+            put_header(out, "connection", b"close");
+        }
+        out.extend_from_slice(b"\r\n");
+        if !self.head_only {
+            out.extend_from_slice(r.message.as_bytes());
+        }
+        self.stream.write_all(out).await.is_ok()
     }
 }
 
@@ -141,12 +204,15 @@ fn parse_request(buf: &mut BytesMut) -> Result<Option<Parsed>, Unplain> {
     let (Some(method), Some(path), Some(1)) = (head.method, head.path, head.version) else {
         return Err(Unplain);
     };
-    if path == "/_mael_health_check" || method == "CONNECT" {
+    if method == "CONNECT" {
         return Err(Unplain);
     }
     let mut req = Request::new(());
     *req.method_mut() = Method::from_bytes(method.as_bytes()).map_err(|_| Unplain)?;
     *req.uri_mut() = path.parse().map_err(|_| Unplain)?;
+    if req.uri().path_and_query().map(|p| p.as_str()) == Some("/_mael_health_check") {
+        return Err(Unplain);
+    }
     let mut body_len = None;
     let mut close = false;
     // Values are taken as slices of the head once it is off the buffer: no copy each.
@@ -158,10 +224,7 @@ fn parse_request(buf: &mut BytesMut) -> Result<Option<Parsed>, Unplain> {
             return Err(Unplain);
         }
         if name == header::CONTENT_LENGTH {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .ok_or(Unplain)?;
+            let n = content_length(h.value).ok_or(Unplain)?;
             if body_len.replace(n).is_some_and(|m| m != n) {
                 return Err(Unplain);
             }
@@ -196,6 +259,16 @@ fn parse_request(buf: &mut BytesMut) -> Result<Option<Parsed>, Unplain> {
     }))
 }
 
+/// A `Content-Length` value: digits only (RFC 9110 §8.6), as hyper reads it; `+5` or
+/// `0x5` would let a lenient upstream frame the body differently from us.
+fn content_length(value: &[u8]) -> Option<usize> {
+    let v = value.trim_ascii();
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
 /// Whether a comma-separated header value lists `token`.
 fn has_token(value: &[u8], token: &str) -> bool {
     value
@@ -203,52 +276,30 @@ fn has_token(value: &[u8], token: &str) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
-fn too_large() -> Refusal {
-    Refusal::new(
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        "Request Header Fields Too Large",
-    )
-}
-
-/// A connection's buffers lent to one exchange.
-struct Buffers<'a> {
-    /// What the upstream sent.
-    upstream: &'a mut BytesMut,
-    /// What is about to be written, to either side.
-    out: &'a mut Vec<u8>,
-}
-
-/// Routes, admits and forwards one request, writing the answer to `client`. Answers whether
-/// the client connection can carry another request.
-#[allow(clippy::too_many_arguments)]
+/// Routes, admits and forwards one request, writing the answer to the client. Answers
+/// whether the client connection can carry another request.
 async fn exchange(
     node: &Arc<Node>,
-    client: &mut TcpStream,
-    bufs: Buffers<'_>,
+    client: &mut ToClient<'_>,
+    rbuf: &mut BytesMut,
     mut req: Request<()>,
     body: Bytes,
     kind: Listener,
     client_addr: &Client,
-    close: bool,
 ) -> bool {
-    let Buffers {
-        upstream: rbuf,
-        out,
-    } = bufs;
     let mut ex = match Exchange::begin(node, &mut req, kind, client_addr).await {
         Ok(ex) => ex,
-        Err(r) => return write_refusal(client, out, r, close).await,
+        Err(r) => return client.refuse(r).await,
     };
-    let head_only = req.method() == Method::HEAD;
     let idempotent = req.method().is_idempotent();
     loop {
         let slot = tokio::select! {
             s = ex.slot(node) => s,
-            _ = client_gone(client) => return false,
+            _ = client_gone(client.stream) => return false,
         };
         let slot = match slot {
             Ok(s) => s,
-            Err(r) => return write_refusal(client, out, r, close).await,
+            Err(r) => return client.refuse(r).await,
         };
         let hop = ex.hop(node);
         // Only a relay is ever sent again, so only then is the request kept.
@@ -257,16 +308,17 @@ async fn exchange(
             crate::router::Target::Local(_) => std::mem::replace(&mut req, Request::new(())),
         };
         if let Err(e) = proxy::prepare(&mut sent, slot.target(), &hop) {
-            let r = Refusal::new(StatusCode::BAD_REQUEST, e);
-            return write_refusal(client, out, r, close).await;
+            return client
+                .refuse(Refusal::new(StatusCode::BAD_REQUEST, e))
+                .await;
         }
         let to = upstream_of(slot.target());
-        encode_request(out, &sent, &hop, to, &body);
+        encode_request(client.out, &sent, &hop, to, &body);
         let answer = tokio::select! {
             biased;
-            r = send(to, out, idempotent, rbuf) => r,
-            _ = &mut ex.timer => return write_refusal(client, out, ex.timed_out(), close).await,
-            _ = client_gone(client) => return false,
+            r = send(to, client.out, idempotent, rbuf) => r,
+            _ = &mut ex.timer => return client.refuse(ex.timed_out()).await,
+            _ = client_gone(client.stream) => return false,
         };
         let upstream = match answer {
             Ok(a) => a,
@@ -274,23 +326,31 @@ async fn exchange(
                 let replayable = e.is_connect();
                 match ex.failed(node, slot, &proxy::error_chain(&e), replayable) {
                     Ok(()) => continue,
-                    Err(r) => return write_refusal(client, out, r, close).await,
+                    Err(r) => return client.refuse(r).await,
                 }
             }
         };
-        let head = match read_response_head(rbuf, head_only) {
+        let head = match read_response_head(rbuf, client.head_only) {
             Ok(h) => h,
             Err(detail) => {
                 return match ex.failed(node, slot, detail, false) {
                     Ok(()) => false,
-                    Err(r) => write_refusal(client, out, r, close).await,
+                    Err(r) => client.refuse(r).await,
                 };
             }
         };
         ex.answered(head.status, slot.target());
-        encode_response(out, &rbuf[..head.len], &head, close);
+        let closing = client.closing();
+        encode_response(client.out, &rbuf[..head.len], &head, closing);
         rbuf.advance(head.len);
-        let copy = copy_body(client, upstream, rbuf, out, &head);
+        let copy = Copy {
+            client: client.stream,
+            upstream,
+            rbuf,
+            out: client.out,
+            framing: head.framing,
+            reusable: head.reusable,
+        };
         let finished = if head.event_stream {
             copy.with_idle(node.cfg.http_idle_timeout).await
         } else {
@@ -304,7 +364,7 @@ async fn exchange(
             to.checkin_raw(s);
         }
         drop(slot);
-        return completed && head.framing != Framing::Close;
+        return completed && head.framing != Framing::Close && !closing;
     }
 }
 
@@ -463,12 +523,44 @@ fn read_response_head(rbuf: &mut BytesMut, head_only: bool) -> Result<ResponseHe
         if status == 101 {
             return Err("an upgrade that was not asked for");
         }
-        let base = rbuf.as_ptr() as usize;
-        let mut lines = Vec::with_capacity(head.headers.len());
+        // First what frames the body, then which lines go on (RFC 9112 §6.3).
         let mut length = None;
+        let mut transfer_encoded = false;
         let mut chunked = false;
         let mut event_stream = false;
         let mut reusable = head.version == Some(1);
+        for h in head.headers.iter() {
+            let name = h.name;
+            if name.eq_ignore_ascii_case("content-length") {
+                let n = content_length(h.value).ok_or("a bad Content-Length")?;
+                if length.replace(n).is_some_and(|m| m != n) {
+                    return Err("conflicting Content-Length");
+                }
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                transfer_encoded = true;
+                // Only a final `chunked` frames the body; the last header has the last say.
+                chunked = h
+                    .value
+                    .rsplit(|b| *b == b',')
+                    .next()
+                    .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            } else if name.eq_ignore_ascii_case("connection") {
+                reusable &= !has_token(h.value, "close");
+            } else if name.eq_ignore_ascii_case("content-type") {
+                event_stream = h.value.starts_with(b"text/event-stream");
+            }
+        }
+        let framing = if head_only || status == 204 || status == 304 {
+            Framing::Empty
+        } else if transfer_encoded && chunked {
+            Framing::Chunked
+        } else if transfer_encoded {
+            Framing::Close
+        } else if let Some(n) = length {
+            Framing::Length(n as u64)
+        } else {
+            Framing::Close
+        };
         let named_by_connection: Vec<&str> = head
             .headers
             .iter()
@@ -476,38 +568,23 @@ fn read_response_head(rbuf: &mut BytesMut, head_only: bool) -> Result<ResponseHe
             .flat_map(|h| std::str::from_utf8(h.value).unwrap_or("").split(','))
             .map(str::trim)
             .collect();
+        let base = rbuf.as_ptr() as usize;
+        let mut lines = Vec::with_capacity(head.headers.len());
         for h in head.headers.iter() {
             let name = h.name;
-            if name.eq_ignore_ascii_case("content-length") {
-                let n = std::str::from_utf8(h.value)
-                    .ok()
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .ok_or("a bad Content-Length")?;
-                if length.replace(n).is_some_and(|m| m != n) {
-                    return Err("conflicting Content-Length");
-                }
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = h
-                    .value
-                    .rsplit(|b| *b == b',')
-                    .next()
-                    .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-                if !chunked {
-                    reusable = false;
-                }
-            } else if name.eq_ignore_ascii_case("connection") {
-                if has_token(h.value, "close") {
-                    reusable = false;
-                }
-                continue;
-            } else if name.eq_ignore_ascii_case("content-type") {
-                event_stream = h.value.starts_with(b"text/event-stream");
-            }
-            if is_hop_by_hop(name)
-                || named_by_connection
-                    .iter()
-                    .any(|n| n.eq_ignore_ascii_case(name))
-            {
+            let framing_header = name.eq_ignore_ascii_case("content-length")
+                || name.eq_ignore_ascii_case("transfer-encoding");
+            // With a Transfer-Encoding, a Content-Length is wrong and must not go on; the
+            // framing headers stay even when `Connection` names them, since the body is
+            // passed on as it came.
+            let dropped = name.eq_ignore_ascii_case("connection")
+                || is_hop_by_hop(name)
+                || (transfer_encoded && name.eq_ignore_ascii_case("content-length"))
+                || (!framing_header
+                    && named_by_connection
+                        .iter()
+                        .any(|n| n.eq_ignore_ascii_case(name)));
+            if dropped {
                 continue;
             }
             // A header's line runs from its name to the end of its value.
@@ -515,15 +592,6 @@ fn read_response_head(rbuf: &mut BytesMut, head_only: bool) -> Result<ResponseHe
             let end = h.value.as_ptr() as usize - base + h.value.len();
             lines.push((start, end));
         }
-        let framing = if head_only || status == 204 || status == 304 {
-            Framing::Empty
-        } else if chunked {
-            Framing::Chunked
-        } else if let Some(n) = length {
-            Framing::Length(n)
-        } else {
-            Framing::Close
-        };
         if framing == Framing::Close {
             reusable = false;
         }
@@ -589,23 +657,6 @@ struct Copy<'a> {
     reusable: bool,
 }
 
-fn copy_body<'a>(
-    client: &'a mut TcpStream,
-    upstream: TcpStream,
-    rbuf: &'a mut BytesMut,
-    out: &'a mut Vec<u8>,
-    head: &ResponseHead,
-) -> Copy<'a> {
-    Copy {
-        client,
-        upstream,
-        rbuf,
-        out,
-        framing: head.framing,
-        reusable: head.reusable,
-    }
-}
-
 impl Copy<'_> {
     /// Copies until the body ends: `None` when either side failed, else the upstream socket
     /// when it can be reused.
@@ -665,10 +716,16 @@ impl Copy<'_> {
                 break;
             }
             rbuf.clear();
-            let read = upstream.read_buf(rbuf);
+            // A client that goes away ends the exchange (and frees its slot) at once.
+            let read = async {
+                tokio::select! {
+                    r = upstream.read_buf(rbuf) => r.ok(),
+                    _ = client_gone(client) => None,
+                }
+            };
             let n = match idle {
-                Some(idle) => tokio::time::timeout(idle, read).await.ok()?.ok()?,
-                None => read.await.ok()?,
+                Some(idle) => tokio::time::timeout(idle, read).await.ok()??,
+                None => read.await?,
             };
             if n == 0 {
                 if framing == Framing::Close {
@@ -768,27 +825,6 @@ impl ChunkedEnd {
         }
         Ok(None)
     }
-}
-
-/// Writes a refusal as a complete response. Answers whether the connection stays usable.
-async fn write_refusal(client: &mut TcpStream, out: &mut Vec<u8>, r: Refusal, close: bool) -> bool {
-    out.clear();
-    out.extend_from_slice(format!("HTTP/1.1 {}\r\n", r.status).as_bytes());
-    put_header(out, "content-type", b"text/plain; charset=utf-8");
-    put_header(
-        out,
-        "content-length",
-        r.message.len().to_string().as_bytes(),
-    );
-    if let Some(s) = r.retry_after {
-        put_header(out, "retry-after", s.to_string().as_bytes());
-    }
-    if close {
-        put_header(out, "connection", b"close");
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(r.message.as_bytes());
-    client.write_all(out).await.is_ok()
 }
 
 /// A socket handed to hyper with the bytes this path had already read from it.
@@ -903,6 +939,8 @@ mod tests {
             b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             b"GARBAGE\r\n\r\n",
             b"GET / HTTP/1.1\r\nx-bell: \x07\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\nx",
+            b"GET http://h/_mael_health_check HTTP/1.1\r\n\r\n",
             too_long.as_bytes(),
         ] {
             let mut buf = BytesMut::from(unplain);
@@ -936,6 +974,24 @@ mod tests {
         );
         let head = read_response_head(&mut buf, false).unwrap();
         assert_eq!(head.framing, Framing::Chunked);
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: transfer-encoding\r\n\r\n";
+        let mut buf = BytesMut::from(&raw[..]);
+        let head = read_response_head(&mut buf, false).unwrap();
+        assert_eq!(head.framing, Framing::Chunked);
+        let mut out = Vec::new();
+        encode_response(&mut out, &buf[..head.len], &head, false);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "the chunked framing stays, the Content-Length beside it goes"
+        );
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n"[..],
+        );
+        let head = read_response_head(&mut buf, false).unwrap();
+        assert_eq!((head.framing, head.reusable), (Framing::Close, false));
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n"[..]);
+        assert!(read_response_head(&mut buf, false).is_err());
         let mut buf = BytesMut::from(&b"HTTP/1.0 200 OK\r\n\r\nbody"[..]);
         let head = read_response_head(&mut buf, false).unwrap();
         assert_eq!((head.framing, head.reusable), (Framing::Close, false));
