@@ -60,14 +60,14 @@ pub async fn serve(
     // timer, for every request would cost a lock and an allocation each.
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
-    let read_timer = tokio::time::sleep(node.cfg.http_read_timeout);
+    // As hyper does with `header_read_timeout`: a head, and then its body, must arrive
+    // within the read timeout of the last exchange, idle time included. The timer is armed
+    // once and, when it fires, re-armed from the last activity if there was some since.
+    let timeout = node.cfg.http_read_timeout;
+    let mut active = tokio::time::Instant::now();
+    let read_timer = tokio::time::sleep_until(active + timeout);
     tokio::pin!(read_timer);
     loop {
-        // As hyper does with `header_read_timeout`: a head, and then its body, must arrive
-        // within the read timeout of the wait beginning, idle time included.
-        read_timer
-            .as_mut()
-            .reset(tokio::time::Instant::now() + node.cfg.http_read_timeout);
         let parsed = loop {
             match parse_request(&mut buf) {
                 Ok(Some(p)) => break p,
@@ -81,7 +81,7 @@ pub async fn serve(
             let read = tokio::select! {
                 r = client.read_buf(&mut buf) => r.ok(),
                 _ = &mut stopped, if buf.is_empty() => None,
-                _ = &mut read_timer => None,
+                _ = expired(read_timer.as_mut(), active, timeout) => None,
             };
             match read {
                 Some(n) if n > 0 => {}
@@ -93,13 +93,10 @@ pub async fn serve(
             close,
             mut req,
         } = parsed;
-        read_timer
-            .as_mut()
-            .reset(tokio::time::Instant::now() + node.cfg.http_read_timeout);
         while buf.len() < body_len {
             let read = tokio::select! {
                 r = client.read_buf(&mut buf) => r.ok(),
-                _ = &mut read_timer => None,
+                _ = expired(read_timer.as_mut(), active, timeout) => None,
             };
             match read {
                 Some(n) if n > 0 => {}
@@ -127,9 +124,26 @@ pub async fn serve(
             client_addr,
         )
         .await;
-        if !keep || close || stop.is_cancelled() {
+        if !keep {
             return End::Closed;
         }
+        active = tokio::time::Instant::now();
+    }
+}
+
+/// Resolves when `timer` fires with no activity within `timeout` before it; re-arms it
+/// from `active` otherwise.
+async fn expired(
+    mut timer: Pin<&mut tokio::time::Sleep>,
+    active: tokio::time::Instant,
+    timeout: Duration,
+) {
+    loop {
+        timer.as_mut().await;
+        if active.elapsed() >= timeout {
+            return;
+        }
+        timer.as_mut().reset(active + timeout);
     }
 }
 
@@ -152,8 +166,8 @@ impl ToClient<'_> {
         self.close || self.stop.is_cancelled()
     }
 
-    /// Writes a refusal as a complete response. Answers whether the connection stays
-    /// usable.
+    /// Writes a refusal as a complete response. Answers whether the connection can carry
+    /// another request.
     async fn refuse(&mut self, r: Refusal) -> bool {
         let closing = self.closing();
         let out = &mut *self.out;
@@ -175,7 +189,7 @@ impl ToClient<'_> {
         if !self.head_only {
             out.extend_from_slice(r.message.as_bytes());
         }
-        self.stream.write_all(out).await.is_ok()
+        self.stream.write_all(out).await.is_ok() && !closing
     }
 }
 
