@@ -903,6 +903,7 @@ impl AsyncWrite for Rewind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn end_of(body: &[u8]) -> Result<Option<usize>, ()> {
         ChunkedEnd::default().scan(body)
@@ -964,6 +965,45 @@ mod tests {
                 String::from_utf8_lossy(unplain)
             );
             assert_eq!(&buf[..], unplain, "hyper gets every byte");
+        }
+    }
+
+    /// A server that answers one keep-alive request per connection and then closes it, as
+    /// servers do with idle connections; counts the connections.
+    async fn closing_server() -> (Upstream, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = vec![0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+            }
+        });
+        (Upstream::new(&url, 4), accepted)
+    }
+
+    #[tokio::test]
+    async fn a_pooled_socket_the_upstream_closed_is_replaced() {
+        let (up, accepted) = closing_server().await;
+        let mut rbuf = BytesMut::new();
+        for i in 1..=3 {
+            // Not idempotent: no second try, so the closed socket must be seen at checkout.
+            let s = send(&up, b"POST / HTTP/1.1\r\nHost: x\r\n\r\n", false, &mut rbuf)
+                .await
+                .unwrap();
+            let head = read_response_head(&mut rbuf, false).unwrap();
+            assert_eq!((head.status, head.framing), (200, Framing::Length(2)));
+            up.checkin_raw(s);
+            // Let the close arrive, as it would while the socket waits in the pool.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), i);
         }
     }
 
