@@ -463,6 +463,9 @@ async fn start_and_check(
         return Err(format!("{e}{logs}"));
     }
     c.set_status(ComponentStatus::Active);
+    // Logged before the container takes requests, so the line precedes anything it serves.
+    tracing::info!(component = %component.name, container = %short(&id), target = %target,
+        secs = format!("{:.2}", began.elapsed().as_secs_f64()), "container started and healthy");
     node.router(&component.name).await.add_local(
         c.clone(),
         component.max_concurrency() as usize,
@@ -475,8 +478,6 @@ async fn start_and_check(
     {
         tracing::warn!(error = %e, "componentstart bookkeeping failed");
     }
-    tracing::info!(component = %component.name, container = %short(&id), target = %target,
-        secs = format!("{:.2}", began.elapsed().as_secs_f64()), "container started and healthy");
     node.status_changed();
     spawn_health_monitor(node, c, component.clone());
     Ok(())

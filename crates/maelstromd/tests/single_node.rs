@@ -1061,7 +1061,7 @@ async fn plain_requests_and_the_rest_share_keep_alive_connections() {
     })
     .await;
     d.put_project(&yaml(
-        "name: t12\ncomponents:\n  e:\n    image: {image}\n    eventsources:\n      e_http:\n        http:\n          hostname: e.test\n  one:\n    image: {image}\n    maxconcurrency: 1\n    maxinstances: 1\n    eventsources:\n      one_http:\n        http:\n          hostname: one.test\n",
+        "name: t16\ncomponents:\n  e:\n    image: {image}\n    eventsources:\n      e_http:\n        http:\n          hostname: e.test\n  one:\n    image: {image}\n    maxconcurrency: 1\n    maxinstances: 1\n    eventsources:\n      one_http:\n        http:\n          hostname: one.test\n",
     ));
     assert_eq!(d.get("e.test", "/").await.0, 200);
     assert_eq!(d.get("one.test", "/").await.0, 200);
