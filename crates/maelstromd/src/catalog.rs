@@ -89,7 +89,8 @@ impl Catalog {
             .clear();
     }
 
-    /// Calls `f` with [`Catalog::routes`], from this thread's copy while it is fresh.
+    /// Calls `f` with the enabled HTTP routes in match order, at most a second older than
+    /// `now`, from this thread's copy while it is fresh.
     pub async fn with_routes<R>(
         &self,
         now: Instant,
@@ -108,7 +109,8 @@ impl Catalog {
         Ok(r)
     }
 
-    /// Calls `f` with [`Catalog::component_at`], from this thread's copy while it is fresh.
+    /// Calls `f` with [`Catalog::component`] as of `now`, from this thread's copy while it
+    /// is fresh.
     pub async fn with_component<R>(
         &self,
         name: &str,
@@ -133,12 +135,8 @@ impl Catalog {
     }
 
     /// The enabled HTTP routes in match order, at most a second older than `now` (the
-    /// caller's clock reading, so the request path reads the clock once).
-    pub async fn routes(&self, now: Instant) -> Result<Arc<Vec<Route>>, crate::db::DbError> {
-        Ok(self.routes_entry(now).await?.1)
-    }
-
-    /// The routes and when they were read.
+    /// caller's clock reading, so the request path reads the clock once), and when they were
+    /// read.
     async fn routes_entry(
         &self,
         now: Instant,
@@ -186,16 +184,7 @@ impl Catalog {
         &self,
         name: &str,
     ) -> Result<Option<Arc<Component>>, crate::db::DbError> {
-        self.component_at(name, Instant::now()).await
-    }
-
-    /// [`Catalog::component`], fresh as of the caller's clock reading `now`.
-    pub async fn component_at(
-        &self,
-        name: &str,
-        now: Instant,
-    ) -> Result<Option<Arc<Component>>, crate::db::DbError> {
-        Ok(self.component_entry(name, now).await?.1)
+        Ok(self.component_entry(name, Instant::now()).await?.1)
     }
 
     /// A component (or its absence) and when it was read.

@@ -330,11 +330,11 @@ async fn exchange(
         encode_request(client.out, &sent, &hop, to, &body);
         let answer = tokio::select! {
             biased;
-            r = send(to, client.out, idempotent, rbuf) => r,
+            r = send(to, client.out, idempotent, client.head_only, rbuf) => r,
             _ = &mut ex.timer => return client.refuse(ex.timed_out()).await,
             _ = client_gone(client.stream) => return false,
         };
-        let upstream = match answer {
+        let (upstream, head) = match answer {
             Ok(a) => a,
             Err(e) => {
                 let replayable = e.is_connect();
@@ -342,15 +342,6 @@ async fn exchange(
                     Ok(()) => continue,
                     Err(r) => return client.refuse(r).await,
                 }
-            }
-        };
-        let head = match read_response_head(rbuf, client.head_only) {
-            Ok(h) => h,
-            Err(detail) => {
-                return match ex.failed(node, slot, detail, false) {
-                    Ok(()) => false,
-                    Err(r) => client.refuse(r).await,
-                };
             }
         };
         ex.answered(head.status, slot.target());
@@ -366,10 +357,10 @@ async fn exchange(
             reusable: head.reusable,
         };
         let finished = if head.event_stream {
-            copy.with_idle(node.cfg.http_idle_timeout).await
+            copy.run(Some(node.cfg.http_idle_timeout)).await
         } else {
             tokio::select! {
-                r = copy.run() => r,
+                r = copy.run(None) => r,
                 _ = &mut ex.timer => None,
             }
         };
@@ -418,16 +409,17 @@ fn put_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Sends the encoded request on a pooled socket, or a new one, and reads until a response
-/// head is complete. A pooled socket the upstream closed before answering is replaced; the
+/// Sends the encoded request on a pooled socket, or a new one, and reads until a final
+/// response head is complete; it is read once, here. A pooled socket the upstream closed before answering is replaced; the
 /// request is sent again when it cannot have been acted on twice (an idempotent method, or
 /// nothing could be written).
 async fn send(
     to: &Upstream,
     request: &[u8],
     idempotent: bool,
+    head_only: bool,
     rbuf: &mut BytesMut,
-) -> Result<TcpStream, SendError> {
+) -> Result<(TcpStream, ResponseHead), SendError> {
     loop {
         let (mut s, pooled) = match to.checkout_raw() {
             Some(s) => (s, true),
@@ -440,30 +432,20 @@ async fn send(
             return Err(SendError::Io(e));
         }
         rbuf.clear();
+        let mut answered = false;
         loop {
             match s.read_buf(rbuf).await {
-                Ok(0) | Err(_) if pooled && rbuf.is_empty() && idempotent => break,
+                Ok(0) | Err(_) if pooled && !answered && idempotent => break,
                 Ok(0) => return Err(SendError::ClosedEarly),
                 Err(e) => return Err(SendError::Io(e)),
-                Ok(_) if head_complete(rbuf) => return Ok(s),
-                Ok(_) if rbuf.len() >= MAX_HEAD => return Err(SendError::HeadTooLarge),
-                Ok(_) => {}
+                Ok(_) => answered = true,
             }
-        }
-    }
-}
-
-/// Whether `buf` holds a final response head, after any informational ones (`1xx` but
-/// `101`), or one that cannot be parsed.
-fn head_complete(buf: &[u8]) -> bool {
-    let mut at = 0;
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut head = httparse::Response::new(&mut headers);
-        match head.parse(&buf[at..]) {
-            Ok(httparse::Status::Complete(n)) if head.code.is_some_and(informational) => at += n,
-            Ok(httparse::Status::Partial) => return false,
-            _ => return true,
+            match read_response_head(rbuf, head_only) {
+                Ok(Some(head)) => return Ok((s, head)),
+                Ok(None) if rbuf.len() >= MAX_HEAD => return Err(SendError::HeadTooLarge),
+                Ok(None) => {}
+                Err(detail) => return Err(SendError::BadHead(detail)),
+            }
         }
     }
 }
@@ -484,6 +466,8 @@ enum SendError {
     ClosedEarly,
     #[error("response head over {MAX_HEAD} bytes")]
     HeadTooLarge,
+    #[error("{0}")]
+    BadHead(&'static str),
 }
 
 impl SendError {
@@ -518,19 +502,22 @@ struct ResponseHead {
     lines: Vec<(usize, usize)>,
 }
 
-/// Reads the response head at the start of `rbuf`, skipping informational ones.
-fn read_response_head(rbuf: &mut BytesMut, head_only: bool) -> Result<ResponseHead, &'static str> {
+/// Reads the response head at the start of `rbuf`, taking informational ones off the
+/// buffer: `None` until the final head is complete.
+fn read_response_head(
+    rbuf: &mut BytesMut,
+    head_only: bool,
+) -> Result<Option<ResponseHead>, &'static str> {
     loop {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut head = httparse::Response::new(&mut headers);
         let len = match head.parse(rbuf) {
             Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => return Err("incomplete response head"),
+            Ok(httparse::Status::Partial) => return Ok(None),
             Err(_) => return Err("malformed response head"),
         };
         let status = head.code.ok_or("malformed response head")?;
         if informational(status) {
-            // `send` read on until the final head was in.
             rbuf.advance(len);
             continue;
         }
@@ -609,31 +596,24 @@ fn read_response_head(rbuf: &mut BytesMut, head_only: bool) -> Result<ResponseHe
         if framing == Framing::Close {
             reusable = false;
         }
-        return Ok(ResponseHead {
+        return Ok(Some(ResponseHead {
             len,
             status,
             framing,
             event_stream,
             reusable,
             lines,
-        });
+        }));
     }
 }
 
-/// Hop-by-hop headers this path drops from responses; `Transfer-Encoding` stays, since a
-/// chunked body is passed on as it came.
+/// Hop-by-hop headers this path drops from responses ([`proxy::HOP_BY_HOP`]) but
+/// `Transfer-Encoding`, which stays, since a chunked body is passed on as it came.
 fn is_hop_by_hop(name: &str) -> bool {
-    [
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "upgrade",
-    ]
-    .iter()
-    .any(|h| h.eq_ignore_ascii_case(name))
+    !name.eq_ignore_ascii_case("transfer-encoding")
+        && proxy::HOP_BY_HOP
+            .iter()
+            .any(|h| h.as_str().eq_ignore_ascii_case(name))
 }
 
 /// Writes the client's response head into `out`.
@@ -673,17 +653,9 @@ struct Copy<'a> {
 
 impl Copy<'_> {
     /// Copies until the body ends: `None` when either side failed, else the upstream socket
-    /// when it can be reused.
-    async fn run(self) -> Option<Option<TcpStream>> {
-        self.copy(None).await
-    }
-
-    /// Copies an event stream, which ends when nothing arrives for `idle`.
-    async fn with_idle(self, idle: Duration) -> Option<Option<TcpStream>> {
-        self.copy(Some(idle)).await
-    }
-
-    async fn copy(self, idle: Option<Duration>) -> Option<Option<TcpStream>> {
+    /// when it can be reused. An event stream (`idle` set) has no deadline but ends when
+    /// nothing arrives for `idle`.
+    async fn run(self, idle: Option<Duration>) -> Option<Option<TcpStream>> {
         let Copy {
             client,
             mut upstream,
@@ -995,10 +967,8 @@ mod tests {
         let mut rbuf = BytesMut::new();
         for i in 1..=3 {
             // Not idempotent: no second try, so the closed socket must be seen at checkout.
-            let s = send(&up, b"POST / HTTP/1.1\r\nHost: x\r\n\r\n", false, &mut rbuf)
-                .await
-                .unwrap();
-            let head = read_response_head(&mut rbuf, false).unwrap();
+            let request = b"POST / HTTP/1.1\r\nHost: x\r\n\r\n";
+            let (s, head) = send(&up, request, false, false, &mut rbuf).await.unwrap();
             assert_eq!((head.status, head.framing), (200, Framing::Length(2)));
             up.checkin_raw(s);
             // Let the close arrive, as it would while the socket waits in the pool.
@@ -1011,7 +981,7 @@ mod tests {
     fn response_heads_keep_end_to_end_headers_and_find_their_framing() {
         let raw = b"HTTP/1.1 200 Fine\r\nContent-Length: 2\r\nConnection: keep-alive, x-hop\r\nx-hop: 1\r\nKeep-Alive: timeout=5\r\nx-end: 2\r\n\r\nok";
         let mut buf = BytesMut::from(&raw[..]);
-        let head = read_response_head(&mut buf, false).unwrap();
+        let head = read_response_head(&mut buf, false).unwrap().unwrap();
         assert_eq!(
             (head.status, head.framing, head.reusable),
             (200, Framing::Length(2), true)
@@ -1026,11 +996,11 @@ mod tests {
             &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                 [..],
         );
-        let head = read_response_head(&mut buf, false).unwrap();
+        let head = read_response_head(&mut buf, false).unwrap().unwrap();
         assert_eq!(head.framing, Framing::Chunked);
         let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: transfer-encoding\r\n\r\n";
         let mut buf = BytesMut::from(&raw[..]);
-        let head = read_response_head(&mut buf, false).unwrap();
+        let head = read_response_head(&mut buf, false).unwrap().unwrap();
         assert_eq!(head.framing, Framing::Chunked);
         let mut out = Vec::new();
         encode_response(&mut out, &buf[..head.len], &head, false);
@@ -1042,16 +1012,16 @@ mod tests {
         let mut buf = BytesMut::from(
             &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n"[..],
         );
-        let head = read_response_head(&mut buf, false).unwrap();
+        let head = read_response_head(&mut buf, false).unwrap().unwrap();
         assert_eq!((head.framing, head.reusable), (Framing::Close, false));
         let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n"[..]);
         assert!(read_response_head(&mut buf, false).is_err());
         let mut buf = BytesMut::from(&b"HTTP/1.0 200 OK\r\n\r\nbody"[..]);
-        let head = read_response_head(&mut buf, false).unwrap();
+        let head = read_response_head(&mut buf, false).unwrap().unwrap();
         assert_eq!((head.framing, head.reusable), (Framing::Close, false));
         let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n"[..]);
         assert_eq!(
-            read_response_head(&mut buf, true).unwrap().framing,
+            read_response_head(&mut buf, true).unwrap().unwrap().framing,
             Framing::Empty
         );
     }

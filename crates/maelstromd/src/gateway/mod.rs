@@ -260,10 +260,6 @@ fn header_str<'a, B>(req: &'a Request<B>, name: &HeaderName) -> Option<&'a str> 
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-fn set_header<B>(req: &mut Request<B>, name: HeaderName, value: HeaderValue) {
-    req.headers_mut().insert(name, value);
-}
-
 /// Serves a request made inside this node (cron): through the private gateway path, with
 /// cold start and relaying, and without client cancellation.
 pub async fn internal(node: &Arc<Node>, req: Request<ProxyBody>) -> Response<ProxyBody> {
@@ -419,9 +415,10 @@ impl Exchange {
             .unwrap_or(now + max_duration as i128 * 1_000_000_000);
         let remaining = Duration::from_nanos((deadline_ns - now).max(0) as u64);
         let deadline = began + remaining;
-        set_header(req, names::DEADLINE, ns_value(deadline_ns));
+        req.headers_mut()
+            .insert(names::DEADLINE, ns_value(deadline_ns));
         if header_str(req, &names::START).is_none() {
-            set_header(req, names::START, ns_value(now));
+            req.headers_mut().insert(names::START, ns_value(now));
         }
 
         // Relayed requests prefer local containers, and never go back along their path.

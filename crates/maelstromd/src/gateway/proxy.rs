@@ -98,8 +98,9 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Parsed once: removing by `&str` would parse each name again on every request.
-const HOP_BY_HOP: [HeaderName; 9] = [
+/// Hop-by-hop headers (RFC 9110 §7.6.1), parsed once: removing by `&str` would parse each
+/// name again on every request.
+pub const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     names::KEEP_ALIVE,
     names::PROXY_CONNECTION,

@@ -51,22 +51,42 @@ pub fn set_worker_count(n: usize) {
     let _ = WORKERS.set(n);
 }
 
-struct Idle {
-    sender: SendRequest<ProxyBody>,
-    since: Instant,
-}
-
-/// Idle lists, one per thread that proxies.
-type PerWorker<T> = Vec<CachePadded<Mutex<VecDeque<T>>>>;
+/// Idle lists, one per thread that proxies; each entry with the time it went idle.
+type PerWorker<T> = Vec<CachePadded<Mutex<VecDeque<(T, Instant)>>>>;
 
 /// This thread's list among per-worker `lists`.
-fn lock<T>(lists: &[CachePadded<Mutex<T>>]) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(lists: &PerWorker<T>) -> std::sync::MutexGuard<'_, VecDeque<(T, Instant)>> {
     let i = worker();
     lists
         .get(i)
         .unwrap_or(&lists[0])
         .lock()
         .unwrap_or_else(|p| p.into_inner())
+}
+
+/// The newest entry of this thread's list that has not idled too long and that `usable`
+/// accepts; the ones passed over are dropped.
+fn take_idle<T>(lists: &PerWorker<T>, usable: impl Fn(&T) -> bool) -> Option<T> {
+    let mut idle = lock(lists);
+    while let Some((item, since)) = idle.pop_back() {
+        if since.elapsed() < IDLE_TIMEOUT && usable(&item) {
+            return Some(item);
+        }
+    }
+    None
+}
+
+/// Adds `item` to this thread's list, dropping the oldest entries that idled too long or
+/// would make the list longer than `max`.
+fn keep_idle<T>(lists: &PerWorker<T>, item: T, max: usize) {
+    let mut idle = lock(lists);
+    while idle
+        .front()
+        .is_some_and(|(_, since)| since.elapsed() >= IDLE_TIMEOUT || idle.len() >= max)
+    {
+        idle.pop_front();
+    }
+    idle.push_back((item, Instant::now()));
 }
 
 /// One upstream address and its pooled connections.
@@ -78,9 +98,9 @@ pub struct Upstream {
     max_idle: usize,
     /// Index 0 for threads outside the workers, then one per worker; padded, so that two
     /// workers never write to the same cache line.
-    idle: PerWorker<Idle>,
+    idle: PerWorker<SendRequest<ProxyBody>>,
     /// Plain sockets for [`super::forward`], kept the same way.
-    idle_raw: PerWorker<(TcpStream, Instant)>,
+    idle_raw: PerWorker<TcpStream>,
 }
 
 /// Why a request did not get a response head.
@@ -136,28 +156,17 @@ impl Upstream {
     /// The most recently used idle socket of this thread that has not been closed by the
     /// upstream.
     pub fn checkout_raw(&self) -> Option<TcpStream> {
-        let mut idle = lock(&self.idle_raw);
-        while let Some((s, since)) = idle.pop_back() {
+        take_idle(&self.idle_raw, |s| {
             // Readiness is cached by the reactor, so an idle socket nothing arrived on costs
             // no system call here; one that got its FIN (or stray bytes) is dropped.
             let mut probe = [0u8; 1];
-            let quiet = matches!(s.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
-            if quiet && since.elapsed() < IDLE_TIMEOUT {
-                return Some(s);
-            }
-        }
-        None
+            matches!(s.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        })
     }
 
     /// Keeps a socket whose exchange ended cleanly for the next request of this thread.
     pub fn checkin_raw(&self, s: TcpStream) {
-        let mut idle = lock(&self.idle_raw);
-        while idle.front().is_some_and(|(_, since)| {
-            since.elapsed() >= IDLE_TIMEOUT || idle.len() >= self.max_idle
-        }) {
-            idle.pop_front();
-        }
-        idle.push_back((s, Instant::now()));
+        keep_idle(&self.idle_raw, s, self.max_idle);
     }
 
     /// A new socket to the upstream.
@@ -179,36 +188,15 @@ impl Upstream {
         &self.host
     }
 
-    fn idle_list(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
-        lock(&self.idle)
-    }
-
     /// The most recently used open idle connection of this thread, if any.
     fn checkout(&self) -> Option<SendRequest<ProxyBody>> {
-        let mut idle = self.idle_list();
-        while let Some(i) = idle.pop_back() {
-            if !i.sender.is_closed() && i.since.elapsed() < IDLE_TIMEOUT {
-                return Some(i.sender);
-            }
-        }
-        None
+        take_idle(&self.idle, |sender| !sender.is_closed())
     }
 
     fn checkin(&self, sender: SendRequest<ProxyBody>) {
-        if sender.is_closed() {
-            return;
+        if !sender.is_closed() {
+            keep_idle(&self.idle, sender, self.max_idle);
         }
-        let mut idle = self.idle_list();
-        while idle
-            .front()
-            .is_some_and(|i| i.since.elapsed() >= IDLE_TIMEOUT || idle.len() >= self.max_idle)
-        {
-            idle.pop_front();
-        }
-        idle.push_back(Idle {
-            sender,
-            since: Instant::now(),
-        });
     }
 
     async fn connect(&self) -> Result<SendRequest<ProxyBody>, UpstreamError> {
