@@ -1,7 +1,13 @@
 //! The node's cached view of the catalog: the sorted HTTP routes and components, each at most
 //! one second old (spec §8.1) and dropped at once by a data-change notification. The request
-//! path reads only this cache; at most one request at a time refreshes it, the others keep
-//! using the previous copy.
+//! path reads only this cache.
+//!
+//! An entry past half its life is re-read in the background while it is still served, so
+//! under steady traffic no request waits for the database. Only an entry past its whole life
+//! (or never read) is read by a request, and then by one request at a time: the others wait
+//! for that read instead of each sending the same query (SQLite has one connection, so 64
+//! requests finding the same component stale at once queued 64 reads behind each other, and
+//! every second their requests stalled for tens of milliseconds).
 //!
 //! The request path reads through a copy per thread ([`Catalog::with_routes`],
 //! [`Catalog::with_component`]) holding the same entries with the same read times: reading
@@ -13,23 +19,40 @@ use crate::db::Db;
 use crate::gateway::resolve::{Route, sort_routes};
 use maelstromd_api::model::Component;
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 const MAX_AGE: Duration = Duration::from_secs(1);
+/// Age from which an entry is re-read in the background while it is still served.
+const REFRESH_AFTER: Duration = Duration::from_millis(500);
 
 /// A component (or its absence) and when it was read.
 type Cached = (Instant, Option<Arc<Component>>);
+/// The routes and when they were read.
+type Routes = (Instant, Arc<Vec<Route>>);
 
 /// See the module documentation.
 pub struct Catalog {
+    shared: Arc<Shared>,
+}
+
+/// The cache itself, shared with its background reads.
+struct Shared {
     db: Db,
-    routes: RwLock<Option<(Instant, Arc<Vec<Route>>)>>,
-    refreshing: tokio::sync::Mutex<()>,
+    routes: RwLock<Option<Routes>>,
+    /// Held while the routes are read from the database.
+    routes_reading: tokio::sync::Mutex<()>,
+    /// A background read of the routes is under way.
+    routes_refreshing: AtomicBool,
     components: RwLock<HashMap<String, Cached>>,
-    /// Bumped by [`Catalog::invalidate`], so the per-thread copies drop too.
+    /// Held while a component is read from the database by a request.
+    component_reading: tokio::sync::Mutex<()>,
+    /// Components being re-read in the background.
+    components_refreshing: Mutex<HashSet<String>>,
+    /// Bumped by [`Catalog::invalidate`], so the per-thread copies drop too, and a read that
+    /// an invalidation overtook is not kept.
     generation: AtomicU64,
     /// Tells this catalog's per-thread copies from another's (tests run several nodes in
     /// one process).
@@ -47,14 +70,14 @@ thread_local! {
 struct Local {
     /// The catalog and generation the copies were taken from.
     source: (u64, u64),
-    routes: Option<(Instant, Arc<Vec<Route>>)>,
+    routes: Option<Routes>,
     components: HashMap<String, Cached>,
 }
 
 impl Local {
     /// This thread's copies of `catalog`, emptied when they came from another catalog or
     /// before an invalidation.
-    fn of(&mut self, catalog: &Catalog) -> &mut Local {
+    fn of(&mut self, catalog: &Shared) -> &mut Local {
         let source = (catalog.id, catalog.generation.load(Ordering::Acquire));
         if self.source != source {
             *self = Local {
@@ -66,46 +89,70 @@ impl Local {
     }
 }
 
+/// Whether an entry read at `at` may still be served at `now`.
+fn valid(at: Instant, now: Instant) -> bool {
+    now.saturating_duration_since(at) < MAX_AGE
+}
+
+/// Whether an entry read at `at` is young enough that nobody needs to re-read it yet.
+fn fresh(at: Instant, now: Instant) -> bool {
+    now.saturating_duration_since(at) < REFRESH_AFTER
+}
+
 impl Catalog {
     /// An empty cache over `db`.
     pub fn new(db: Db) -> Catalog {
         Catalog {
-            db,
-            routes: RwLock::new(None),
-            refreshing: tokio::sync::Mutex::new(()),
-            components: RwLock::new(HashMap::new()),
-            generation: AtomicU64::new(0),
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            shared: Arc::new(Shared {
+                db,
+                routes: RwLock::new(None),
+                routes_reading: tokio::sync::Mutex::new(()),
+                routes_refreshing: AtomicBool::new(false),
+                components: RwLock::new(HashMap::new()),
+                component_reading: tokio::sync::Mutex::new(()),
+                components_refreshing: Mutex::new(HashSet::new()),
+                generation: AtomicU64::new(0),
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            }),
         }
     }
 
     /// Forgets everything (a component or event source changed).
     pub fn invalidate(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = None;
-        self.components
+        let s = &self.shared;
+        s.generation.fetch_add(1, Ordering::AcqRel);
+        *s.routes.write().unwrap_or_else(|p| p.into_inner()) = None;
+        s.components
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
     }
 
     /// Calls `f` with the enabled HTTP routes in match order, at most a second older than
-    /// `now`, from this thread's copy while it is fresh.
+    /// `now` (the caller's clock reading, so the request path reads the clock once), from
+    /// this thread's copy while it is fresh.
     pub async fn with_routes<R>(
         &self,
         now: Instant,
         f: impl FnOnce(&[Route]) -> R,
     ) -> Result<R, crate::db::DbError> {
-        let f = match LOCAL.with_borrow_mut(|l| match &l.of(self).routes {
-            Some((at, routes)) if now.saturating_duration_since(*at) < MAX_AGE => Ok(f(routes)),
+        let s = &self.shared;
+        let f = match LOCAL.with_borrow_mut(|l| match &l.of(s).routes {
+            Some((at, routes)) if fresh(*at, now) => Ok(f(routes)),
             _ => Err(f),
         }) {
             Ok(r) => return Ok(r),
             Err(f) => f,
         };
-        let (at, routes) = self.routes_entry(now).await?;
+        let generation = s.generation.load(Ordering::Acquire);
+        let (at, routes) = s.routes_entry(now).await?;
         let r = f(&routes);
-        LOCAL.with_borrow_mut(|l| l.of(self).routes = Some((at, routes)));
+        LOCAL.with_borrow_mut(|l| {
+            let l = l.of(s);
+            if l.source.1 == generation {
+                l.routes = Some((at, routes));
+            }
+        });
         Ok(r)
     }
 
@@ -117,66 +164,28 @@ impl Catalog {
         now: Instant,
         f: impl FnOnce(Option<&Component>) -> R,
     ) -> Result<R, crate::db::DbError> {
-        let f = match LOCAL.with_borrow_mut(|l| match l.of(self).components.get(name) {
-            Some((at, c)) if now.saturating_duration_since(*at) < MAX_AGE => Ok(f(c.as_deref())),
+        let s = &self.shared;
+        let f = match LOCAL.with_borrow_mut(|l| match l.of(s).components.get(name) {
+            Some((at, c)) if fresh(*at, now) => Ok(f(c.as_deref())),
             _ => Err(f),
         }) {
             Ok(r) => return Ok(r),
             Err(f) => f,
         };
-        let entry = self.component_entry(name, now).await?;
+        let generation = s.generation.load(Ordering::Acquire);
+        let entry = s.component_entry(name, now).await?;
         let r = f(entry.1.as_deref());
         // Only components that exist are copied: names sent by clients that match nothing
         // would otherwise pile up in every thread.
         if entry.1.is_some() {
-            LOCAL.with_borrow_mut(|l| l.of(self).components.insert(name.to_string(), entry));
+            LOCAL.with_borrow_mut(|l| {
+                let l = l.of(s);
+                if l.source.1 == generation {
+                    l.components.insert(name.to_string(), entry);
+                }
+            });
         }
         Ok(r)
-    }
-
-    /// The enabled HTTP routes in match order, at most a second older than `now` (the
-    /// caller's clock reading, so the request path reads the clock once), and when they were
-    /// read.
-    async fn routes_entry(
-        &self,
-        now: Instant,
-    ) -> Result<(Instant, Arc<Vec<Route>>), crate::db::DbError> {
-        let cached = self
-            .routes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let Some((at, _)) = &cached
-            && now.saturating_duration_since(*at) < MAX_AGE
-        {
-            return Ok(cached.expect("just matched"));
-        }
-        // One refresher; the rest use the previous copy when there is one.
-        let _guard = match (self.refreshing.try_lock(), &cached) {
-            (Ok(g), _) => g,
-            (Err(_), Some(entry)) => return Ok(entry.clone()),
-            (Err(_), None) => self.refreshing.lock().await,
-        };
-        if let Some(entry) = self
-            .routes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            && entry.0.elapsed() < MAX_AGE
-        {
-            return Ok(entry.clone());
-        }
-        let mut routes: Vec<Route> = self
-            .db
-            .enabled_event_sources("http")
-            .await?
-            .iter()
-            .filter_map(Route::from_event_source)
-            .collect();
-        sort_routes(&mut routes);
-        let entry = (Instant::now(), Arc::new(routes));
-        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Some(entry.clone());
-        Ok(entry)
     }
 
     /// A component, from the cache when fresh; `Ok(None)` when it does not exist.
@@ -184,26 +193,7 @@ impl Catalog {
         &self,
         name: &str,
     ) -> Result<Option<Arc<Component>>, crate::db::DbError> {
-        Ok(self.component_entry(name, Instant::now()).await?.1)
-    }
-
-    /// A component (or its absence) and when it was read.
-    async fn component_entry(
-        &self,
-        name: &str,
-        now: Instant,
-    ) -> Result<Cached, crate::db::DbError> {
-        if let Some(entry) = self
-            .components
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            && now.saturating_duration_since(entry.0) < MAX_AGE
-        {
-            return Ok(entry.clone());
-        }
-        let c = self.component_fresh(name).await?.map(Arc::new);
-        Ok(self.store(name, c))
+        Ok(self.shared.component_entry(name, Instant::now()).await?.1)
     }
 
     /// A component read from the database now. A database error is an error, never "absent":
@@ -212,15 +202,256 @@ impl Catalog {
         &self,
         name: &str,
     ) -> Result<Option<Component>, crate::db::DbError> {
-        self.db.get_component(name).await
+        self.shared.db.get_component(name).await
+    }
+}
+
+impl Shared {
+    /// The routes as of `now`: the cached entry while it is valid (starting a background
+    /// read once it is past [`REFRESH_AFTER`]), else a read shared with every request that
+    /// waits for it.
+    async fn routes_entry(self: &Arc<Self>, now: Instant) -> Result<Routes, crate::db::DbError> {
+        if let Some(entry) = self.cached_routes(now) {
+            return Ok(entry);
+        }
+        let _reading = self.routes_reading.lock().await;
+        if let Some(entry) = self.cached_routes(now) {
+            return Ok(entry);
+        }
+        self.read_routes().await
     }
 
-    fn store(&self, name: &str, c: Option<Arc<Component>>) -> Cached {
-        let entry = (Instant::now(), c);
-        self.components
-            .write()
+    fn cached_routes(self: &Arc<Self>, now: Instant) -> Option<Routes> {
+        let entry = self
+            .routes
+            .read()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), entry.clone());
-        entry
+            .clone()?;
+        if !valid(entry.0, now) {
+            return None;
+        }
+        // Loaded before swapped: while a read is under way, requests only read the flag.
+        if !fresh(entry.0, now)
+            && !self.routes_refreshing.load(Ordering::Acquire)
+            && !self.routes_refreshing.swap(true, Ordering::AcqRel)
+        {
+            let shared = self.clone();
+            tokio::spawn(async move {
+                {
+                    let _reading = shared.routes_reading.lock().await;
+                    if let Err(e) = shared.read_routes().await {
+                        tracing::warn!(error = %e, "cannot re-read the routes; requests read them when they expire");
+                    }
+                }
+                shared.routes_refreshing.store(false, Ordering::Release);
+            });
+        }
+        Some(entry)
+    }
+
+    /// Reads the routes from the database and caches them, unless an invalidation came
+    /// meanwhile (the read may have missed that change; the next request reads again).
+    async fn read_routes(&self) -> Result<Routes, crate::db::DbError> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let at = Instant::now();
+        let mut routes: Vec<Route> = self
+            .db
+            .enabled_event_sources("http")
+            .await?
+            .iter()
+            .filter_map(Route::from_event_source)
+            .collect();
+        sort_routes(&mut routes);
+        let entry = (at, Arc::new(routes));
+        let mut cached = self.routes.write().unwrap_or_else(|p| p.into_inner());
+        if self.generation.load(Ordering::Acquire) == generation {
+            *cached = Some(entry.clone());
+        }
+        Ok(entry)
+    }
+
+    /// A component (or its absence) as of `now`, the same way as [`Shared::routes_entry`].
+    async fn component_entry(
+        self: &Arc<Self>,
+        name: &str,
+        now: Instant,
+    ) -> Result<Cached, crate::db::DbError> {
+        if let Some(entry) = self.cached_component(name, now) {
+            return Ok(entry);
+        }
+        let _reading = self.component_reading.lock().await;
+        if let Some(entry) = self.cached_component(name, now) {
+            return Ok(entry);
+        }
+        self.read_component(name).await
+    }
+
+    fn cached_component(self: &Arc<Self>, name: &str, now: Instant) -> Option<Cached> {
+        let entry = self
+            .components
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()?;
+        if !valid(entry.0, now) {
+            return None;
+        }
+        let start_read = !fresh(entry.0, now) && {
+            let mut reading = self
+                .components_refreshing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            !reading.contains(name) && reading.insert(name.to_string())
+        };
+        if start_read {
+            let shared = self.clone();
+            let name = name.to_string();
+            tokio::spawn(async move {
+                if let Err(e) = shared.read_component(&name).await {
+                    tracing::warn!(component = %name, error = %e, "cannot re-read the component; requests read it when it expires");
+                }
+                shared
+                    .components_refreshing
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&name);
+            });
+        }
+        Some(entry)
+    }
+
+    /// Reads a component from the database and caches it (its absence too), unless an
+    /// invalidation came meanwhile.
+    async fn read_component(&self, name: &str) -> Result<Cached, crate::db::DbError> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let at = Instant::now();
+        let entry = (at, self.db.get_component(name).await?.map(Arc::new));
+        let mut cached = self.components.write().unwrap_or_else(|p| p.into_inner());
+        if self.generation.load(Ordering::Acquire) == generation {
+            cached.insert(name.to_string(), entry.clone());
+        }
+        Ok(entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Database;
+    use maelstromd_api::model::{EventSource, HttpEventSource};
+
+    async fn database(dir: &tempfile::TempDir) -> Db {
+        let db = Db::connect(&Database::Sqlite(dir.path().join("maelstrom.db")))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        db
+    }
+
+    async fn add_route(db: &Db, host: &str) {
+        let es = EventSource {
+            name: format!("es_{host}"),
+            component_name: "p_c".into(),
+            project_name: "p".into(),
+            http: Some(HttpEventSource {
+                hostname: host.into(),
+                ..HttpEventSource::default()
+            }),
+            ..EventSource::default()
+        };
+        db.insert_event_source(&es, true).await.unwrap();
+    }
+
+    fn hosts(routes: &[Route]) -> Vec<String> {
+        let mut h: Vec<String> = routes.iter().map(|r| r.hostname.clone()).collect();
+        h.sort();
+        h
+    }
+
+    /// Calls `read` until it answers `want`, for up to five seconds.
+    async fn eventually<T: PartialEq + std::fmt::Debug, F: Future<Output = T>>(
+        want: T,
+        mut read: impl FnMut() -> F,
+    ) {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = read().await;
+            if got == want {
+                return;
+            }
+            assert!(Instant::now() < until, "still {got:?}, want {want:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn routes_past_half_their_life_are_served_while_read_again_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = database(&dir).await;
+        add_route(&db, "a.test").await;
+        let catalog = Catalog::new(db.clone());
+        assert_eq!(
+            catalog.with_routes(Instant::now(), hosts).await.unwrap(),
+            ["a.test"]
+        );
+        // A change that no notification announces: only a read finds it.
+        let read = Instant::now();
+        add_route(&db, "b.test").await;
+
+        // Past half its life the entry is still served as it is, with no read in the way...
+        let later = read + REFRESH_AFTER + Duration::from_millis(50);
+        assert_eq!(catalog.with_routes(later, hosts).await.unwrap(), ["a.test"]);
+        // ...and the background read replaces it, well before it expires.
+        eventually(vec!["a.test".to_string(), "b.test".into()], || async {
+            catalog.with_routes(later, hosts).await.unwrap()
+        })
+        .await;
+
+        // An expired entry is never served: the request reads.
+        add_route(&db, "c.test").await;
+        let expired = Instant::now() + MAX_AGE + Duration::from_millis(50);
+        assert_eq!(
+            catalog.with_routes(expired, hosts).await.unwrap(),
+            ["a.test", "b.test", "c.test"]
+        );
+    }
+
+    #[tokio::test]
+    async fn components_past_half_their_life_are_read_again_and_expired_ones_before_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = database(&dir).await;
+        let c = db
+            .insert_component(&Component {
+                name: "p_c".into(),
+                project_name: "p".into(),
+                ..Component::default()
+            })
+            .await
+            .unwrap();
+        let catalog = Catalog::new(db.clone());
+        let version = |now| {
+            let catalog = &catalog;
+            async move {
+                catalog
+                    .with_component("p_c", now, |c| c.map(|c| c.version))
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(version(Instant::now()).await, Some(1));
+        let read = Instant::now();
+        db.update_component(&c).await.unwrap();
+
+        let later = read + REFRESH_AFTER + Duration::from_millis(50);
+        assert_eq!(version(later).await, Some(1));
+        eventually(Some(2), || version(later)).await;
+
+        // Many requests finding the entry expired at once all get the new version.
+        db.update_component(&Component { version: 2, ..c })
+            .await
+            .unwrap();
+        let expired = Instant::now() + MAX_AGE + Duration::from_millis(50);
+        let all = futures_util::future::join_all((0..64).map(|_| version(expired))).await;
+        assert!(all.iter().all(|v| *v == Some(3)), "{all:?}");
     }
 }
