@@ -4,7 +4,7 @@
 //!
 //! An entry past half its life is re-read in the background while it is still served, so
 //! under steady traffic no request waits for the database. Only an entry past its whole life
-//! (or never read) is read by a request, and then by one request at a time: the others wait
+//! (or never read) is read by a request, and then one read of it at a time: the others wait
 //! for that read instead of each sending the same query (SQLite has one connection, so 64
 //! requests finding the same component stale at once queued 64 reads behind each other, and
 //! every second their requests stalled for tens of milliseconds).
@@ -42,15 +42,20 @@ pub struct Catalog {
 struct Shared {
     db: Db,
     routes: RwLock<Option<Routes>>,
-    /// Held while the routes are read from the database.
+    /// Held while the routes are read from the database: one read at a time.
     routes_reading: tokio::sync::Mutex<()>,
     /// A background read of the routes is under way.
     routes_refreshing: AtomicBool,
     components: RwLock<HashMap<String, Cached>>,
-    /// Held while a component is read from the database by a request.
-    component_reading: tokio::sync::Mutex<()>,
+    /// Per component name, held while it is read from the database: one read of a name at a
+    /// time, and reads of different names (PostgreSQL has several connections) in parallel.
+    /// A name's entry goes when its last reader is done.
+    component_turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Components being re-read in the background.
     components_refreshing: Mutex<HashSet<String>>,
+    /// Database reads made, for tests.
+    #[cfg(test)]
+    reads: std::sync::atomic::AtomicUsize,
     /// Bumped by [`Catalog::invalidate`], so the per-thread copies drop too, and a read that
     /// an invalidation overtook is not kept.
     generation: AtomicU64,
@@ -109,10 +114,12 @@ impl Catalog {
                 routes_reading: tokio::sync::Mutex::new(()),
                 routes_refreshing: AtomicBool::new(false),
                 components: RwLock::new(HashMap::new()),
-                component_reading: tokio::sync::Mutex::new(()),
+                component_turns: Mutex::new(HashMap::new()),
                 components_refreshing: Mutex::new(HashSet::new()),
                 generation: AtomicU64::new(0),
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                #[cfg(test)]
+                reads: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }
@@ -120,12 +127,14 @@ impl Catalog {
     /// Forgets everything (a component or event source changed).
     pub fn invalidate(&self) {
         let s = &self.shared;
+        // The generation moves while both caches are locked: a request that sees the new
+        // generation can no longer find an entry read before it, and a read that began
+        // before it is not stored.
+        let mut routes = s.routes.write().unwrap_or_else(|p| p.into_inner());
+        let mut components = s.components.write().unwrap_or_else(|p| p.into_inner());
         s.generation.fetch_add(1, Ordering::AcqRel);
-        *s.routes.write().unwrap_or_else(|p| p.into_inner()) = None;
-        s.components
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        *routes = None;
+        components.clear();
     }
 
     /// Calls `f` with the enabled HTTP routes in match order, at most a second older than
@@ -206,52 +215,97 @@ impl Catalog {
     }
 }
 
+/// A background read under way. Its mark is cleared however the read ends (done, failed,
+/// panicked, or dropped with its runtime), so it never blocks later background reads.
+struct Refresh {
+    shared: Arc<Shared>,
+    /// `None` for the routes.
+    component: Option<String>,
+}
+
+impl Drop for Refresh {
+    fn drop(&mut self) {
+        match &self.component {
+            None => self
+                .shared
+                .routes_refreshing
+                .store(false, Ordering::Release),
+            Some(name) => {
+                self.shared
+                    .components_refreshing
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(name);
+            }
+        }
+    }
+}
+
 impl Shared {
+    fn shared_routes(&self) -> Option<Routes> {
+        self.routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn shared_component(&self, name: &str) -> Option<Cached> {
+        self.components
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
     /// The routes as of `now`: the cached entry while it is valid (starting a background
     /// read once it is past [`REFRESH_AFTER`]), else a read shared with every request that
     /// waits for it.
     async fn routes_entry(self: &Arc<Self>, now: Instant) -> Result<Routes, crate::db::DbError> {
-        if let Some(entry) = self.cached_routes(now) {
-            return Ok(entry);
+        match self.shared_routes() {
+            Some(entry) if valid(entry.0, now) => {
+                // Loaded before swapped: while a read is under way, requests only load it.
+                if !fresh(entry.0, now)
+                    && !self.routes_refreshing.load(Ordering::Acquire)
+                    && !self.routes_refreshing.swap(true, Ordering::AcqRel)
+                {
+                    let refresh = Refresh {
+                        shared: self.clone(),
+                        component: None,
+                    };
+                    tokio::spawn(async move {
+                        let shared = &refresh.shared;
+                        if let Err(e) = shared
+                            .read_routes_in_turn(|at| fresh(at, Instant::now()))
+                            .await
+                        {
+                            tracing::warn!(error = %e, "cannot re-read the routes; requests read them when they expire");
+                        }
+                    });
+                }
+                Ok(entry)
+            }
+            _ => self.read_routes_in_turn(|at| valid(at, now)).await,
         }
-        let _reading = self.routes_reading.lock().await;
-        if let Some(entry) = self.cached_routes(now) {
-            return Ok(entry);
-        }
-        self.read_routes().await
     }
 
-    fn cached_routes(self: &Arc<Self>, now: Instant) -> Option<Routes> {
-        let entry = self
-            .routes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()?;
-        if !valid(entry.0, now) {
-            return None;
+    /// Reads the routes in their turn, unless the entry cached by then (read while this
+    /// waited) is `enough`.
+    async fn read_routes_in_turn(
+        &self,
+        enough: impl Fn(Instant) -> bool,
+    ) -> Result<Routes, crate::db::DbError> {
+        let _turn = self.routes_reading.lock().await;
+        match self.shared_routes() {
+            Some(entry) if enough(entry.0) => Ok(entry),
+            _ => self.read_routes().await,
         }
-        // Loaded before swapped: while a read is under way, requests only read the flag.
-        if !fresh(entry.0, now)
-            && !self.routes_refreshing.load(Ordering::Acquire)
-            && !self.routes_refreshing.swap(true, Ordering::AcqRel)
-        {
-            let shared = self.clone();
-            tokio::spawn(async move {
-                {
-                    let _reading = shared.routes_reading.lock().await;
-                    if let Err(e) = shared.read_routes().await {
-                        tracing::warn!(error = %e, "cannot re-read the routes; requests read them when they expire");
-                    }
-                }
-                shared.routes_refreshing.store(false, Ordering::Release);
-            });
-        }
-        Some(entry)
     }
 
     /// Reads the routes from the database and caches them, unless an invalidation came
     /// meanwhile (the read may have missed that change; the next request reads again).
     async fn read_routes(&self) -> Result<Routes, crate::db::DbError> {
+        #[cfg(test)]
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let generation = self.generation.load(Ordering::Acquire);
         let at = Instant::now();
         let mut routes: Vec<Route> = self
@@ -276,53 +330,75 @@ impl Shared {
         name: &str,
         now: Instant,
     ) -> Result<Cached, crate::db::DbError> {
-        if let Some(entry) = self.cached_component(name, now) {
-            return Ok(entry);
-        }
-        let _reading = self.component_reading.lock().await;
-        if let Some(entry) = self.cached_component(name, now) {
-            return Ok(entry);
-        }
-        self.read_component(name).await
-    }
-
-    fn cached_component(self: &Arc<Self>, name: &str, now: Instant) -> Option<Cached> {
-        let entry = self
-            .components
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()?;
-        if !valid(entry.0, now) {
-            return None;
-        }
+        let Some(entry) = self.shared_component(name).filter(|e| valid(e.0, now)) else {
+            return self.read_component_in_turn(name, |at| valid(at, now)).await;
+        };
         let start_read = !fresh(entry.0, now) && {
-            let mut reading = self
+            let mut refreshing = self
                 .components_refreshing
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            !reading.contains(name) && reading.insert(name.to_string())
+            !refreshing.contains(name) && refreshing.insert(name.to_string())
         };
         if start_read {
-            let shared = self.clone();
-            let name = name.to_string();
+            let refresh = Refresh {
+                shared: self.clone(),
+                component: Some(name.to_string()),
+            };
             tokio::spawn(async move {
-                if let Err(e) = shared.read_component(&name).await {
+                let (shared, name) = (
+                    &refresh.shared,
+                    refresh.component.as_deref().unwrap_or_default(),
+                );
+                if let Err(e) = shared
+                    .read_component_in_turn(name, |at| fresh(at, Instant::now()))
+                    .await
+                {
                     tracing::warn!(component = %name, error = %e, "cannot re-read the component; requests read it when it expires");
                 }
-                shared
-                    .components_refreshing
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&name);
             });
         }
-        Some(entry)
+        Ok(entry)
+    }
+
+    /// Reads component `name` in its turn, unless the entry cached by then (read while
+    /// this waited) is `enough`.
+    async fn read_component_in_turn(
+        &self,
+        name: &str,
+        enough: impl Fn(Instant) -> bool,
+    ) -> Result<Cached, crate::db::DbError> {
+        let turn = self
+            .component_turns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        let result = {
+            let _turn = turn.lock().await;
+            match self.shared_component(name) {
+                Some(entry) if enough(entry.0) => Ok(entry),
+                _ => self.read_component(name).await,
+            }
+        };
+        // Counted and dropped under the map's lock, so of two last readers one removes it.
+        let mut turns = self
+            .component_turns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if Arc::strong_count(&turn) == 2 {
+            turns.remove(name);
+        }
+        drop(turn);
+        result
     }
 
     /// Reads a component from the database and caches it (its absence too), unless an
     /// invalidation came meanwhile.
     async fn read_component(&self, name: &str) -> Result<Cached, crate::db::DbError> {
+        #[cfg(test)]
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let generation = self.generation.load(Ordering::Acquire);
         let at = Instant::now();
         let entry = (at, self.db.get_component(name).await?.map(Arc::new));
@@ -385,7 +461,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn routes_past_half_their_life_are_served_while_read_again_in_the_background() {
+    async fn routes_past_half_their_life_are_read_again_in_the_background_and_waiting_readers_share_a_read()
+     {
         let dir = tempfile::tempdir().unwrap();
         let db = database(&dir).await;
         add_route(&db, "a.test").await;
@@ -414,10 +491,24 @@ mod tests {
             catalog.with_routes(expired, hosts).await.unwrap(),
             ["a.test", "b.test", "c.test"]
         );
+
+        // Requests that find no routes at once (after a change notice) share one read.
+        add_route(&db, "d.test").await;
+        catalog.invalidate();
+        let before = catalog.shared.reads.load(Ordering::Relaxed);
+        let now = Instant::now();
+        let all =
+            futures_util::future::join_all((0..64).map(|_| catalog.with_routes(now, hosts))).await;
+        assert!(
+            all.iter()
+                .all(|r| r.as_ref().unwrap() == &["a.test", "b.test", "c.test", "d.test"]),
+            "{all:?}"
+        );
+        assert_eq!(catalog.shared.reads.load(Ordering::Relaxed) - before, 1);
     }
 
     #[tokio::test]
-    async fn components_past_half_their_life_are_read_again_and_expired_ones_before_use() {
+    async fn components_past_half_their_life_are_read_again_and_waiting_readers_share_a_read() {
         let dir = tempfile::tempdir().unwrap();
         let db = database(&dir).await;
         let c = db
@@ -446,12 +537,15 @@ mod tests {
         assert_eq!(version(later).await, Some(1));
         eventually(Some(2), || version(later)).await;
 
-        // Many requests finding the entry expired at once all get the new version.
+        // Requests that find no entry at once (after a change notice) share one read.
         db.update_component(&Component { version: 2, ..c })
             .await
             .unwrap();
-        let expired = Instant::now() + MAX_AGE + Duration::from_millis(50);
-        let all = futures_util::future::join_all((0..64).map(|_| version(expired))).await;
+        catalog.invalidate();
+        let before = catalog.shared.reads.load(Ordering::Relaxed);
+        let now = Instant::now();
+        let all = futures_util::future::join_all((0..64).map(|_| version(now))).await;
         assert!(all.iter().all(|v| *v == Some(3)), "{all:?}");
+        assert_eq!(catalog.shared.reads.load(Ordering::Relaxed) - before, 1);
     }
 }
