@@ -111,6 +111,9 @@ pub struct Config {
     pub terminate_command: String,
     /// `MAEL_TRUST_FORWARDED_HEADERS`.
     pub trust_forwarded_headers: bool,
+    /// `MAEL_PROXY_CPU_AFFINITY` (default true): one proxy worker pinned per CPU, serving
+    /// the connections whose packets arrive on that CPU.
+    pub proxy_cpu_affinity: bool,
     /// `MAEL_LOG_LEVEL`.
     pub log_level: String,
     /// `MAEL_LOG_FORMAT`.
@@ -208,9 +211,9 @@ impl Config {
             }
             Ok(Duration::from_secs(v as u64))
         };
-        let boolean = |var: &str| -> Result<bool, ConfigError> {
+        let boolean_or = |var: &str, default: bool| -> Result<bool, ConfigError> {
             match get(var).as_deref() {
-                None | Some("") => Ok(false),
+                None | Some("") => Ok(default),
                 Some(v) => match v.to_ascii_lowercase().as_str() {
                     "1" | "t" | "true" | "yes" => Ok(true),
                     "0" | "f" | "false" | "no" => Ok(false),
@@ -218,6 +221,7 @@ impl Config {
                 },
             }
         };
+        let boolean = |var: &str| boolean_or(var, false);
         let addr = |var: &str, default: &str| -> Result<IpAddr, ConfigError> {
             let v = get(var).filter(|v| !v.is_empty()).unwrap_or(default.into());
             v.parse()
@@ -327,6 +331,7 @@ impl Config {
             stop_containers_on_exit,
             terminate_command: opt("MAEL_TERMINATE_COMMAND").unwrap_or_default(),
             trust_forwarded_headers: boolean("MAEL_TRUST_FORWARDED_HEADERS")?,
+            proxy_cpu_affinity: boolean_or("MAEL_PROXY_CPU_AFFINITY", true)?,
             log_level: opt("MAEL_LOG_LEVEL").unwrap_or("info".into()),
             log_format,
         };
@@ -451,6 +456,18 @@ mod tests {
         assert!(c.private_bind.is_loopback());
         assert_eq!(c.container_gateway_port, 8375);
         assert_eq!(c.addressing, Addressing::HostPort);
+        assert!(c.proxy_cpu_affinity);
+    }
+
+    #[test]
+    fn proxy_cpu_affinity_can_be_turned_off() {
+        let (c, _) = cfg(&[("MAEL_PROXY_CPU_AFFINITY", "false")]).unwrap();
+        assert!(!c.proxy_cpu_affinity);
+        let e = cfg(&[("MAEL_PROXY_CPU_AFFINITY", "sometimes")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "MAEL_PROXY_CPU_AFFINITY: 'sometimes' is not a boolean (true or false)"
+        );
     }
 
     #[test]

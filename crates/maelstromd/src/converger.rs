@@ -335,8 +335,11 @@ async fn pull(node: &Arc<Node>, component: &Component, present: bool) -> Result<
         let Some((program, args)) = parts.split_first() else {
             return Err("pullcommand is empty".into());
         };
-        let out = tokio::process::Command::new(program)
-            .args(args)
+        let mut command = tokio::process::Command::new(program);
+        command.args(args);
+        // A cold start on a proxy worker runs this on the worker's pinned thread.
+        crate::gateway::affinity::unpin_child(&mut command);
+        let out = command
             .output()
             .await
             .map_err(|e| format!("pullcommand '{cmd}' could not run: {e}"))?;

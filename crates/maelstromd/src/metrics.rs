@@ -209,6 +209,7 @@ pub struct Metrics {
     relayed: Family<Labels, Counter>,
     event_sources: Family<Labels, Counter>,
     roles: Family<Labels, Gauge>,
+    connections_moved: Counter,
 }
 
 impl Default for Metrics {
@@ -236,6 +237,7 @@ impl Metrics {
             relayed: Family::default(),
             event_sources: Family::default(),
             roles: Family::default(),
+            connections_moved: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("http_requests", "Requests answered", m.requests.clone());
@@ -294,7 +296,17 @@ impl Metrics {
             "Whether this node holds a role lock",
             m.roles.clone(),
         );
+        registry.register(
+            "proxy_connections_moved",
+            "Client connections handed to the proxy worker on the CPU their packets arrive on",
+            m.connections_moved.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// A client connection went to another proxy worker (`gateway::affinity`).
+    pub fn connection_moved(&self) {
+        self.connections_moved.inc();
     }
 
     /// The request metrics of one component.

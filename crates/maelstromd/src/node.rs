@@ -318,7 +318,7 @@ impl Node {
         // Tell the nodes already running that this one is here.
         crate::cluster::publish(self).await;
 
-        let workers = Arc::new(gateway::Workers::start(self, proxy_workers()));
+        let workers = gateway::Workers::start(self, proxy_workers());
         let _ = self.workers.set(workers.clone());
         tokio::spawn(gateway::serve(
             self.clone(),

@@ -1199,3 +1199,128 @@ async fn plain_requests_and_the_rest_share_keep_alive_connections() {
         t.elapsed()
     );
 }
+
+/// Pins the calling thread to `cpu`.
+fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed bit set with one bit set, read by the call.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "pin to CPU {cpu}"
+        );
+    }
+}
+
+/// The CPUs this test may run on.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: the kernel fills the set; CPU_ISSET reads bits below CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
+            0
+        );
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_is_served_by_the_worker_on_its_clients_cpu() {
+    let cpus = allowed_cpus();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus.len() < 2 || workers != cpus.len() {
+        eprintln!(
+            "{} CPUs allowed, {workers} proxy workers: the workers are not pinned, nothing to steer",
+            cpus.len()
+        );
+        return;
+    }
+    let d = Daemon::start(Opts::default()).await;
+    d.put_project(&yaml(
+        "name: t20\ncomponents:\n  e:\n    image: {image}\n    eventsources:\n      e_http:\n        http:\n          hostname: e.test\n",
+    ));
+    assert_eq!(d.get("e.test", "/").await.0, 200);
+    let url = format!("127.0.0.1:{}", d.private_port);
+    let moved = || async {
+        let body = request(&url, "GET", "x", "/metrics", &[]).await.body;
+        body.lines()
+            .find_map(|l| l.strip_prefix("maelstrom_proxy_connections_moved_total "))
+            .unwrap_or_else(|| panic!("no moved connections counter in {body}"))
+            .parse::<u64>()
+            .unwrap()
+    };
+    // A keep-alive client on one CPU, then on another: requests spaced past the interval at
+    // which a connection checks where its packets arrive.
+    let public = d.public();
+    let (first, second) = (cpus[0], cpus[1]);
+    let (to_client, from_test) = std::sync::mpsc::channel::<usize>();
+    let (to_test, from_client) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let client = std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let mut conn = None;
+        for cpu in from_test {
+            pin_to(cpu);
+            // Connected from the first CPU, so that the handshake arrives there.
+            let c = conn.get_or_insert_with(|| {
+                let s = std::net::TcpStream::connect(&public).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                BufReader::new(s)
+            });
+            for _ in 0..4 {
+                std::thread::sleep(Duration::from_millis(150));
+                c.get_mut()
+                    .write_all(b"GET /count HTTP/1.1\r\nHost: e.test\r\n\r\n")
+                    .unwrap();
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    assert!(c.read_line(&mut line).unwrap() > 0, "closed: {head}");
+                    if line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line.to_ascii_lowercase());
+                }
+                assert!(head.starts_with("http/1.1 200"), "{head}");
+                let n: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap();
+                c.read_exact(&mut vec![0; n]).unwrap();
+            }
+            to_test.send(()).unwrap();
+        }
+    });
+    let mut from_client = from_client;
+    let before = moved().await;
+    run_client_on(&to_client, first, &mut from_client).await;
+    assert_eq!(
+        moved().await,
+        before,
+        "a connection accepted from CPU {first} was not placed on that CPU's worker"
+    );
+    run_client_on(&to_client, second, &mut from_client).await;
+    assert!(
+        moved().await > before,
+        "the connection stayed on CPU {first}'s worker after its client moved to CPU {second}"
+    );
+    drop(to_client);
+    client.join().unwrap();
+}
+
+/// Tells the client thread to run on `cpu` and waits for its requests there.
+async fn run_client_on(
+    to_client: &std::sync::mpsc::Sender<usize>,
+    cpu: usize,
+    done: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    to_client.send(cpu).unwrap();
+    done.recv().await.expect("the client thread failed");
+}

@@ -166,8 +166,15 @@ impl Db {
                     .journal_mode(SqliteJournalMode::Wal)
                     .busy_timeout(Duration::from_secs(10));
                 // One connection: SQLite has a single writer, and every statement here is short.
+                // It is opened here, once, and kept (no idle or age limit): sqlx gives each
+                // SQLite connection its own thread, started by whichever thread opens it, and
+                // a proxy worker pinned to one CPU would pass its affinity on. Only a
+                // connection that breaks is opened again wherever it is next needed.
                 let pool = SqlitePoolOptions::new()
                     .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(opts)
                     .await?;

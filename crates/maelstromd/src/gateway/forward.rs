@@ -35,22 +35,39 @@ const MAX_BODY: usize = 64 * 1024;
 /// Headers per message this path reads; more go to hyper (requests) or fail (responses).
 const MAX_HEADERS: usize = 100;
 
+/// How often, at most, a connection checks that it is served on the CPU its packets arrive
+/// on: a syscall, so not on every request. It moves when two checks in a row name the same
+/// other worker, so a client thread that the scheduler bounces between CPUs does not drag its
+/// connections along each time.
+const AFFINITY_CHECK: Duration = Duration::from_millis(100);
+
 /// How a connection served here ends.
 pub enum End {
     /// Closed, by either side or at shutdown.
     Closed,
     /// The next request needs hyper: it gets the socket and what was read from it.
     Hyper(Rewind),
+    /// Its packets now arrive on another worker's CPU: it goes to worker `to`, between
+    /// requests, with nothing read.
+    Moved { stream: TcpStream, to: usize },
+}
+
+/// The worker serving a connection, among the workers pinned one per CPU.
+pub struct Home<'a> {
+    pub workers: &'a super::Workers,
+    pub worker: usize,
 }
 
 /// Serves `client` until it closes, `stop` (the worker's token for the node's stop
-/// accepting) fires between requests, or a request needs hyper.
+/// accepting) fires between requests, a request needs hyper, or (with a `home`) the
+/// connection belongs to another worker.
 pub async fn serve(
     node: &Arc<Node>,
     mut client: TcpStream,
     kind: Listener,
     client_addr: &Client,
     stop: &CancellationToken,
+    home: Option<Home<'_>>,
 ) -> End {
     // One set of buffers per connection: client bytes, upstream bytes, bytes to write.
     let mut buf = BytesMut::with_capacity(8 * 1024);
@@ -67,6 +84,9 @@ pub async fn serve(
     let mut active = tokio::time::Instant::now();
     let read_timer = tokio::time::sleep_until(active + timeout);
     tokio::pin!(read_timer);
+    // Where the connection was placed (on arrival, or by a move) stands for a while.
+    let mut next_affinity_check = active + AFFINITY_CHECK;
+    let mut wanted_before = None;
     loop {
         let parsed = loop {
             match parse_request(&mut buf) {
@@ -93,6 +113,18 @@ pub async fn serve(
             close,
             mut req,
         } = parsed;
+        // Read now, while the last packet in is the request: between requests it can be
+        // the client's delayed ACK, sent from wherever the answer arrived.
+        let mut move_to = None;
+        if let Some(home) = &home {
+            let now = tokio::time::Instant::now();
+            if now >= next_affinity_check {
+                next_affinity_check = now + AFFINITY_CHECK;
+                let wanted = home.workers.move_target(&client, home.worker);
+                move_to = wanted.filter(|_| wanted == wanted_before);
+                wanted_before = wanted;
+            }
+        }
         while buf.len() < body_len {
             let read = tokio::select! {
                 r = client.read_buf(&mut buf) => r.ok(),
@@ -128,6 +160,19 @@ pub async fn serve(
             return End::Closed;
         }
         active = tokio::time::Instant::now();
+        // Room is looked at again: the exchange may have taken long.
+        if let Some(worker) = move_to
+            && buf.is_empty()
+            && !stop.is_cancelled()
+            && home
+                .as_ref()
+                .is_some_and(|h| h.workers.has_room(worker, false))
+        {
+            return End::Moved {
+                stream: client,
+                to: worker,
+            };
+        }
     }
 }
 

@@ -2,10 +2,12 @@
 //! (spec §7.1, §7.2), and the request path they share — resolve the component, compute the
 //! deadline, take a router slot, forward, stream the answer back (spec §8).
 //!
+//! - [`affinity`]: which CPU a proxy worker runs on and which worker serves a connection.
 //! - [`resolve`]: event-source matching.
 //! - [`proxy`]: what a hop does to headers and bodies.
 //! - [`upstream`]: pooled connections to containers and peers.
 
+pub mod affinity;
 mod forward;
 pub mod proxy;
 pub mod resolve;
@@ -55,37 +57,114 @@ struct Accepted {
     stream: std::net::TcpStream,
     peer: SocketAddr,
     kind: Listener,
+    /// Counted from the moment its worker is chosen, on the way to it included.
+    counted: Counted,
+}
+
+/// A client connection, counted in [`Workers::open`] and in its worker's load until dropped,
+/// wherever that happens (served to the end, or lost in a closed channel).
+struct Counted {
+    workers: Arc<Workers>,
+    worker: usize,
+}
+
+impl Counted {
+    fn new(workers: &Arc<Workers>, worker: usize) -> Counted {
+        // Counted before it reaches the worker, so that the next choice sees it.
+        workers.open.fetch_add(1, Ordering::SeqCst);
+        workers.load[worker].fetch_add(1, Ordering::Relaxed);
+        Counted {
+            workers: workers.clone(),
+            worker,
+        }
+    }
+
+    fn moved_to(mut self, worker: usize) -> Counted {
+        if worker == self.worker {
+            return self;
+        }
+        self.workers.load[self.worker].fetch_sub(1, Ordering::Relaxed);
+        self.workers.load[worker].fetch_add(1, Ordering::Relaxed);
+        self.worker = worker;
+        self
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.workers.load[self.worker].fetch_sub(1, Ordering::Relaxed);
+        self.workers.open.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The proxy workers: one thread each, with its own single-threaded runtime, serving the
 /// connections handed to it. Like nginx's worker processes, a connection and the pooled
 /// upstream connections it uses stay on one thread, so a proxied request never wakes another
 /// thread (on two cores that halves the cost of a request; see scripts/bench-maelstromd).
+/// With one worker per CPU, each is pinned to its CPU and a connection is served by the
+/// worker on the CPU its packets arrive on ([`affinity`]), within a bound on imbalance.
 pub struct Workers {
     senders: Vec<tokio::sync::mpsc::UnboundedSender<Accepted>>,
     next: AtomicUsize,
+    cpus: Option<affinity::CpuMap>,
+    /// Cleared when a worker cannot be pinned: its CPU's connections would not be served
+    /// there.
+    steering: std::sync::atomic::AtomicBool,
+    /// Client connections per worker.
+    load: Vec<AtomicUsize>,
     /// Open client connections on all listeners.
-    pub open: Arc<AtomicUsize>,
+    pub open: AtomicUsize,
 }
 
 impl Workers {
     /// Starts `n` worker threads serving for `node`.
-    pub fn start(node: &Arc<Node>, n: usize) -> Workers {
-        let open = Arc::new(AtomicUsize::new(0));
-        let mut senders = Vec::new();
-        for index in 0..n.max(1) {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Accepted>();
-            senders.push(tx);
+    pub fn start(node: &Arc<Node>, n: usize) -> Arc<Workers> {
+        let n = n.max(1);
+        let cpus = if node.cfg.proxy_cpu_affinity {
+            affinity::CpuMap::for_workers(n)
+        } else {
+            None
+        };
+        match &cpus {
+            Some(_) => tracing::info!(workers = n, "proxy workers pinned one per CPU"),
+            None if node.cfg.proxy_cpu_affinity => tracing::info!(
+                workers = n,
+                "proxy workers not pinned: one CPU, or fewer workers than CPUs (a CPU quota)"
+            ),
+            None => tracing::info!(
+                workers = n,
+                "proxy workers not pinned (MAEL_PROXY_CPU_AFFINITY=false)"
+            ),
+        }
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..n)
+            .map(|_| tokio::sync::mpsc::unbounded_channel::<Accepted>())
+            .unzip();
+        let workers = Arc::new(Workers {
+            senders,
+            next: AtomicUsize::new(0),
+            steering: std::sync::atomic::AtomicBool::new(cpus.is_some()),
+            cpus,
+            load: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+            open: AtomicUsize::new(0),
+        });
+        for (index, mut rx) in receivers.into_iter().enumerate() {
             let node = node.clone();
-            let open = open.clone();
+            let workers = workers.clone();
             std::thread::Builder::new()
                 .name(format!("maelstromd-proxy-{index}"))
                 .spawn(move || {
                     upstream::set_worker(index + 1);
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("a proxy worker runtime");
+                    let mut rt = tokio::runtime::Builder::new_current_thread();
+                    rt.enable_all();
+                    if let Some(cpus) = &workers.cpus {
+                        if let Err(e) = cpus.pin(index) {
+                            tracing::warn!(worker = index, error = %e, "cannot pin a proxy worker to its CPU; connections are not steered");
+                            workers.steering.store(false, Ordering::Relaxed);
+                        }
+                        // Blocking threads (DNS lookups) would inherit the worker's one CPU.
+                        rt.on_thread_start(affinity::unpin_thread);
+                    }
+                    let rt = rt.build().expect("a proxy worker runtime");
                     rt.block_on(async move {
                         // The worker's own token: connections wait on it without touching
                         // the other workers' (a shared token is a shared lock).
@@ -97,30 +176,82 @@ impl Workers {
                             .keep_alive(true);
                         loop {
                             let accepted = tokio::select! {
+                                biased;
                                 a = rx.recv() => a,
                                 _ = node.stop_accepting.cancelled() => None,
                             };
                             let Some(a) = accepted else { break };
-                            serve_connection(&node, &builder, a, &open, &stop);
+                            serve_connection(&node, &builder, a, index, &stop);
+                        }
+                        // Connections already handed over (moved ones are idle between
+                        // requests) are still served: an idle one closes at once, one whose
+                        // request is in gets its answer with `Connection: close`. `recv`
+                        // also waits for a hand-over under way when the channel closes.
+                        rx.close();
+                        while let Some(a) = rx.recv().await {
+                            serve_connection(&node, &builder, a, index, &stop);
                         }
                         // Let connections finish their exchange before the runtime goes.
-                        while open.load(Ordering::SeqCst) > 0 {
+                        while workers.open.load(Ordering::SeqCst) > 0 {
                             tokio::time::sleep(Duration::from_millis(10)).await;
                         }
                     });
                 })
                 .expect("a proxy worker thread");
         }
-        Workers {
-            senders,
-            next: AtomicUsize::new(0),
-            open,
-        }
+        workers
     }
 
-    fn dispatch(&self, a: Accepted) {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
-        let _ = self.senders[i].send(a);
+    /// Hands a new connection to the worker on its CPU, or to the next in turn.
+    fn dispatch(self: &Arc<Self>, stream: std::net::TcpStream, peer: SocketAddr, kind: Listener) {
+        let i = match &self.cpus {
+            Some(cpus) if self.steering.load(Ordering::Relaxed) => {
+                self.choose(cpus.worker_for(&stream))
+            }
+            _ => self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len(),
+        };
+        let counted = Counted::new(self, i);
+        let _ = self.senders[i].send(Accepted {
+            stream,
+            peer,
+            kind,
+            counted,
+        });
+    }
+
+    /// The worker a connection goes to when its packets arrive on `wanted`'s CPU: that one,
+    /// unless it already serves half again its share of the connections (all packets may
+    /// arrive on one CPU: a single-queue network card, a single-threaded client), else the
+    /// least loaded.
+    fn choose(&self, wanted: Option<usize>) -> usize {
+        if let Some(w) = wanted
+            && self.has_room(w, true)
+        {
+            return w;
+        }
+        (0..self.load.len())
+            .min_by_key(|&w| self.load[w].load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+
+    /// Whether one more connection leaves `worker` within half again its share: `new`
+    /// for a connection not counted yet, else one moving from another worker.
+    pub(super) fn has_room(&self, worker: usize, new: bool) -> bool {
+        let n = self.load.len();
+        let total: usize = self.load.iter().map(|l| l.load(Ordering::Relaxed)).sum();
+        let after = total + usize::from(new);
+        (self.load[worker].load(Ordering::Relaxed) + 1) * 2 * n <= 3 * after.max(n)
+    }
+
+    /// The worker that `socket`, served by `from`, should move to, if any.
+    fn move_target(&self, socket: &tokio::net::TcpStream, from: usize) -> Option<usize> {
+        if !self.steering.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.cpus
+            .as_ref()?
+            .worker_for(socket)
+            .filter(|&w| w != from && self.has_room(w, false))
     }
 }
 
@@ -128,9 +259,10 @@ fn serve_connection(
     node: &Arc<Node>,
     builder: &hyper::server::conn::http1::Builder,
     a: Accepted,
-    open: &Arc<AtomicUsize>,
+    index: usize,
     stop: &tokio_util::sync::CancellationToken,
 ) {
+    let counted = a.counted.moved_to(index);
     let Ok(stream) = tokio::net::TcpStream::from_std(a.stream) else {
         return;
     };
@@ -138,18 +270,36 @@ fn serve_connection(
     let client = Client::new(peer.ip());
     let node = node.clone();
     let builder = builder.clone();
-    let open = open.clone();
     let stop = stop.clone();
-    open.fetch_add(1, Ordering::SeqCst);
     tokio::spawn(async move {
+        let home = counted.workers.cpus.is_some().then(|| forward::Home {
+            workers: &counted.workers,
+            worker: index,
+        });
         // Plain requests take the hand-written path; the private port (the API, relays with
         // their token) and whatever that path does not serve take hyper's.
         let io = match kind {
             Listener::Private => forward::Rewind::new(stream, bytes::Bytes::new()),
             Listener::Public | Listener::Gateway => {
-                match forward::serve(&node, stream, kind, &client, &stop).await {
-                    forward::End::Closed => {
-                        open.fetch_sub(1, Ordering::SeqCst);
+                match forward::serve(&node, stream, kind, &client, &stop, home).await {
+                    forward::End::Closed => return,
+                    forward::End::Moved { stream, to } => {
+                        let Ok(stream) = stream.into_std() else {
+                            return;
+                        };
+                        let workers = counted.workers.clone();
+                        let moving = Accepted {
+                            stream,
+                            peer,
+                            kind,
+                            counted: counted.moved_to(to),
+                        };
+                        match workers.senders[to].send(moving) {
+                            Ok(()) => node.metrics.connection_moved(),
+                            // That worker has stopped taking connections (the node is
+                            // stopping): this one goes on serving it.
+                            Err(e) => serve_connection(&node, &builder, e.0, index, &stop),
+                        }
                         return;
                     }
                     forward::End::Hyper(io) => io,
@@ -169,7 +319,7 @@ fn serve_connection(
                 let _ = conn.await;
             }
         }
-        open.fetch_sub(1, Ordering::SeqCst);
+        drop(counted);
     });
 }
 
@@ -190,7 +340,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, kind: Listener, worke
         };
         let _ = stream.set_nodelay(true);
         match stream.into_std() {
-            Ok(stream) => workers.dispatch(Accepted { stream, peer, kind }),
+            Ok(stream) => workers.dispatch(stream, peer, kind),
             Err(e) => tracing::warn!(error = %e, "cannot hand a connection to a worker"),
         }
     }
@@ -673,5 +823,55 @@ fn forwarded_headers<B>(node: &Node, req: &mut Request<B>, client: &Client) {
         && let Some(host) = headers.get(header::HOST).cloned()
     {
         headers.insert(names::X_FORWARDED_HOST, host);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workers(load: &[usize]) -> Workers {
+        Workers {
+            senders: load
+                .iter()
+                .map(|_| tokio::sync::mpsc::unbounded_channel().0)
+                .collect(),
+            next: AtomicUsize::new(0),
+            cpus: None,
+            steering: std::sync::atomic::AtomicBool::new(true),
+            load: load.iter().map(|&l| AtomicUsize::new(l)).collect(),
+            open: AtomicUsize::new(load.iter().sum()),
+        }
+    }
+
+    /// Connections whose packets all arrive on one CPU fill its worker to half again its
+    /// share, and the rest go to the least loaded.
+    #[test]
+    fn a_worker_takes_its_cpus_connections_up_to_half_again_its_share() {
+        let mut placed = workers(&[0, 0]);
+        for _ in 0..12 {
+            let w = placed.choose(Some(0));
+            placed.load[w].fetch_add(1, Ordering::Relaxed);
+        }
+        let loads: Vec<usize> = placed
+            .load
+            .iter()
+            .map(|l| l.load(Ordering::Relaxed))
+            .collect();
+        assert!(loads[0] * 2 <= 3 * 6 && loads[0] > loads[1], "{loads:?}");
+        placed = workers(&[0, 0, 0, 0]);
+        assert_eq!(placed.choose(Some(3)), 3);
+        assert_eq!(placed.choose(None), 0);
+    }
+
+    #[test]
+    fn a_move_needs_room_on_the_worker_it_goes_to() {
+        // Two of three on one worker is within half again the share; three of four is not
+        // for a move (the moving connection already counts on its own worker).
+        assert!(workers(&[1, 2]).has_room(0, false));
+        assert!(workers(&[2, 2]).has_room(0, false));
+        assert!(!workers(&[3, 1]).has_room(0, false));
+        assert!(!workers(&[1, 0]).has_room(0, true));
+        assert!(workers(&[1, 1]).has_room(0, true));
     }
 }
