@@ -1200,38 +1200,10 @@ async fn plain_requests_and_the_rest_share_keep_alive_connections() {
     );
 }
 
-/// Pins the calling thread to `cpu`.
-fn pin_to(cpu: usize) {
-    // SAFETY: a zeroed bit set with one bit set, read by the call.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
-            0,
-            "pin to CPU {cpu}"
-        );
-    }
-}
-
-/// The CPUs this test may run on.
-fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: the kernel fills the set; CPU_ISSET reads bits below CPU_SETSIZE.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        assert_eq!(
-            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
-            0
-        );
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .collect()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_is_served_by_the_worker_on_its_clients_cpu() {
-    let cpus = allowed_cpus();
+    use maelstromd::gateway::affinity;
+    let cpus = affinity::allowed_cpus().expect("the allowed CPUs");
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cpus.len() < 2 || workers != cpus.len() {
         eprintln!(
@@ -1264,7 +1236,7 @@ async fn a_connection_is_served_by_the_worker_on_its_clients_cpu() {
         use std::io::{BufRead, BufReader, Read, Write};
         let mut conn = None;
         for cpu in from_test {
-            pin_to(cpu);
+            affinity::pin_thread(cpu).expect("pin the client thread");
             // Connected from the first CPU, so that the handshake arrives there.
             let c = conn.get_or_insert_with(|| {
                 let s = std::net::TcpStream::connect(&public).unwrap();

@@ -37,13 +37,12 @@ impl CpuMap {
     /// when the counts differ (a CPU quota below the CPUs allowed, say), so that no CPU is
     /// left without a worker to steer its connections to.
     pub fn for_workers(workers: usize) -> Option<CpuMap> {
-        let cpus = allowed_cpus()?;
-        if let Some(set) = current_set() {
-            PROCESS_CPUS.get_or_init(|| set);
-        }
+        let set = current_set()?;
+        let cpus = cpus_in(&set);
         if cpus.len() != workers || workers < 2 {
             return None;
         }
+        PROCESS_CPUS.get_or_init(|| set);
         let mut worker_of = vec![None; cpus.iter().max().map_or(0, |m| m + 1)];
         for (w, &cpu) in cpus.iter().enumerate() {
             worker_of[cpu] = Some(w);
@@ -53,11 +52,7 @@ impl CpuMap {
 
     /// Pins the calling thread to worker `worker`'s CPU.
     pub fn pin(&self, worker: usize) -> std::io::Result<()> {
-        // SAFETY: an all-zero `cpu_set_t` is an empty set; the CPU came from
-        // `allowed_cpus`, so it is below CPU_SETSIZE.
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        unsafe { libc::CPU_SET(self.cpus[worker], &mut set) };
-        set_affinity(&set)
+        pin_thread(self.cpus[worker])
     }
 
     /// The worker pinned to the CPU that `socket`'s packets last arrived on, if any.
@@ -68,7 +63,7 @@ impl CpuMap {
 }
 
 /// The CPU that processed the last packet received on `socket`.
-pub fn incoming_cpu(socket: &impl AsRawFd) -> Option<usize> {
+fn incoming_cpu(socket: &impl AsRawFd) -> Option<usize> {
     let mut cpu: libc::c_int = -1;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `cpu` and `len` outlive the call, and `len` is `cpu`'s size.
@@ -107,6 +102,17 @@ pub fn unpin_child(command: &mut tokio::process::Command) {
     }
 }
 
+/// Pins the calling thread to `cpu`, one of [`allowed_cpus`].
+pub fn pin_thread(cpu: usize) -> std::io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: an all-zero `cpu_set_t` is an empty set, and `cpu` is below CPU_SETSIZE.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    set_affinity(&set)
+}
+
 fn set_affinity(set: &libc::cpu_set_t) -> std::io::Result<()> {
     // SAFETY: `set` is a valid `cpu_set_t` of the size passed; the call only reads it.
     let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) };
@@ -128,13 +134,16 @@ fn current_set() -> Option<libc::cpu_set_t> {
 }
 
 /// The CPUs the calling thread may run on.
-fn allowed_cpus() -> Option<Vec<usize>> {
-    let set = current_set()?;
-    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
-        // SAFETY: `cpu` is below CPU_SETSIZE.
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-        .collect();
+pub fn allowed_cpus() -> Option<Vec<usize>> {
+    let cpus = cpus_in(&current_set()?);
     (!cpus.is_empty()).then_some(cpus)
+}
+
+fn cpus_in(set: &libc::cpu_set_t) -> Vec<usize> {
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below CPU_SETSIZE.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, set) })
+        .collect()
 }
 
 #[cfg(test)]

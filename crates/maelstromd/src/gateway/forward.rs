@@ -115,15 +115,15 @@ pub async fn serve(
         } = parsed;
         // Read now, while the last packet in is the request: between requests it can be
         // the client's delayed ACK, sent from wherever the answer arrived.
+        // `active` (the end of the last exchange) stands for now: no clock read per request.
         let mut move_to = None;
-        if let Some(home) = &home {
-            let now = tokio::time::Instant::now();
-            if now >= next_affinity_check {
-                next_affinity_check = now + AFFINITY_CHECK;
-                let wanted = home.workers.move_target(&client, home.worker);
-                move_to = wanted.filter(|_| wanted == wanted_before);
-                wanted_before = wanted;
-            }
+        if let Some(home) = &home
+            && active >= next_affinity_check
+        {
+            next_affinity_check = active + AFFINITY_CHECK;
+            let wanted = home.workers.move_target(&client, home.worker);
+            move_to = wanted.filter(|_| wanted == wanted_before);
+            wanted_before = wanted;
         }
         while buf.len() < body_len {
             let read = tokio::select! {

@@ -204,11 +204,9 @@ impl Workers {
 
     /// Hands a new connection to the worker on its CPU, or to the next in turn.
     fn dispatch(self: &Arc<Self>, stream: std::net::TcpStream, peer: SocketAddr, kind: Listener) {
-        let i = match &self.cpus {
-            Some(cpus) if self.steering.load(Ordering::Relaxed) => {
-                self.choose(cpus.worker_for(&stream))
-            }
-            _ => self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len(),
+        let i = match self.steering() {
+            Some(cpus) => self.choose(cpus.worker_for(&stream)),
+            None => self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len(),
         };
         let counted = Counted::new(self, i);
         let _ = self.senders[i].send(Accepted {
@@ -217,6 +215,13 @@ impl Workers {
             kind,
             counted,
         });
+    }
+
+    /// The CPU map, while connections are steered by it.
+    fn steering(&self) -> Option<&affinity::CpuMap> {
+        self.cpus
+            .as_ref()
+            .filter(|_| self.steering.load(Ordering::Relaxed))
     }
 
     /// The worker a connection goes to when its packets arrive on `wanted`'s CPU: that one,
@@ -245,11 +250,7 @@ impl Workers {
 
     /// The worker that `socket`, served by `from`, should move to, if any.
     fn move_target(&self, socket: &tokio::net::TcpStream, from: usize) -> Option<usize> {
-        if !self.steering.load(Ordering::Relaxed) {
-            return None;
-        }
-        self.cpus
-            .as_ref()?
+        self.steering()?
             .worker_for(socket)
             .filter(|&w| w != from && self.has_room(w, false))
     }
@@ -866,8 +867,9 @@ mod tests {
 
     #[test]
     fn a_move_needs_room_on_the_worker_it_goes_to() {
-        // Two of three on one worker is within half again the share; three of four is not
-        // for a move (the moving connection already counts on its own worker).
+        // Up to half again the share after the move: two of three and three of four may be
+        // on one worker, four of four may not (the moving connection already counts on its
+        // own worker). A new connection counts on top: two of two may not.
         assert!(workers(&[1, 2]).has_room(0, false));
         assert!(workers(&[2, 2]).has_room(0, false));
         assert!(!workers(&[3, 1]).has_room(0, false));
